@@ -1,0 +1,3 @@
+module github.com/synkfs/synkfs
+
+go 1.26.8
