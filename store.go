@@ -13,8 +13,8 @@ var (
 	ErrNotFound = errors.New("record not found")
 	// ErrClosed: the store or connection was closed.
 	ErrClosed = errors.New("closed")
-	// ErrStaleVersion: a batch's version is not above the store's version.
-	ErrStaleVersion = errors.New("batch version is not above the store version")
+	// ErrStaleVersion: a batch's version is below the store's version.
+	ErrStaleVersion = errors.New("batch version is below the store version")
 )
 
 // Change is one entry of a store's history: a live record, or, when Deleted
@@ -32,10 +32,12 @@ func (c Change) Tombstone() Tombstone { return Tombstone{Key: c.Key, Version: c.
 // Batch is a set of puts and deletes applied as one atomic step: after a
 // crash a store holds either all of it or none of it.
 type Batch struct {
-	// Version is the store version after the batch. It must be above the
-	// current version. Each put and delete carries its own version, which
-	// is usually Version (a server) or the server's version of that record
-	// (a replica).
+	// Version is the store version after the batch. It must not be below
+	// the current version (ErrStaleVersion). A server moves to a new
+	// version with every batch; a replica applies its local edits and
+	// metadata at its current version, which then does not move. Each put
+	// and delete carries its own version: usually Version (a server) or
+	// the server's version of that record (a replica).
 	Version uint64
 	Puts    []Record
 	Deletes []Tombstone
