@@ -154,7 +154,7 @@ func (d *decoder) changes() (Message, error) {
 	if len(deletes) > 0 {
 		m.Delete = make([]synkfs.Tombstone, len(deletes))
 		for i, raw := range deletes {
-			if err := d.tombstone(raw, "delete", i, &m.Delete[i]); err != nil {
+			if err := d.tombstone(raw, loc{"delete", i, ""}, &m.Delete[i]); err != nil {
 				return nil, err
 			}
 		}
@@ -408,7 +408,7 @@ func (d *decoder) records(name string, elems []json.RawMessage) ([]synkfs.Record
 	}
 	recs := make([]synkfs.Record, len(elems))
 	for i, raw := range elems {
-		if err := d.record(raw, name, i, &recs[i]); err != nil {
+		if err := d.record(raw, loc{name, i, ""}, &recs[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -418,15 +418,15 @@ func (d *decoder) records(name string, elems []json.RawMessage) ([]synkfs.Record
 // record decodes one record in synk's flat form: string "type" and "id",
 // numeric "version", the other fields become Body (keys sorted, as
 // synkfs.Record.UnmarshalJSON makes it).
-func (d *decoder) record(raw json.RawMessage, name string, i int, dst *synkfs.Record) error {
+func (d *decoder) record(raw json.RawMessage, at loc, dst *synkfs.Record) error {
 	if len(raw) > d.l.MaxRecord {
-		return codeErrorf(CodeTooLarge, "record %s[%d] of %d bytes is over the %s limit", name, i, len(raw), size(int64(d.l.MaxRecord)))
+		return codeErrorf(CodeTooLarge, "record %s of %d bytes is over the %s limit", at, len(raw), size(int64(d.l.MaxRecord)))
 	}
 	var fields map[string]json.RawMessage
 	if raw[0] != '{' || json.Unmarshal(raw, &fields) != nil {
-		return codeErrorf(CodeBadMessage, "%s[%d] of a %s message is %s, not a record object", name, i, d.typ, clip(raw))
+		return codeErrorf(CodeBadMessage, "%s of a %s message is %s, not a record object", at, d.typ, clip(raw))
 	}
-	if err := d.keyVersion(fields, name, i, &dst.Key, &dst.Version); err != nil {
+	if err := d.keyVersion(fields, at, &dst.Key, &dst.Version); err != nil {
 		return err
 	}
 	delete(fields, synkfs.FieldType)
@@ -434,37 +434,37 @@ func (d *decoder) record(raw json.RawMessage, name string, i int, dst *synkfs.Re
 	delete(fields, synkfs.FieldVersion)
 	body, err := json.Marshal(fields)
 	if err != nil {
-		return codeErrorf(CodeBadMessage, "%s[%d] of a %s message: %v", name, i, d.typ, err)
+		return codeErrorf(CodeBadMessage, "%s of a %s message: %v", at, d.typ, err)
 	}
 	dst.Body = body
 	return nil
 }
 
 // tombstone decodes one delete entry {"type","id","version"}.
-func (d *decoder) tombstone(raw json.RawMessage, name string, i int, dst *synkfs.Tombstone) error {
+func (d *decoder) tombstone(raw json.RawMessage, at loc, dst *synkfs.Tombstone) error {
 	if len(raw) > d.l.MaxRecord {
-		return codeErrorf(CodeTooLarge, "entry %s[%d] of %d bytes is over the %s limit", name, i, len(raw), size(int64(d.l.MaxRecord)))
+		return codeErrorf(CodeTooLarge, "entry %s of %d bytes is over the %s limit", at, len(raw), size(int64(d.l.MaxRecord)))
 	}
 	var fields map[string]json.RawMessage
 	if raw[0] != '{' || json.Unmarshal(raw, &fields) != nil {
-		return codeErrorf(CodeBadMessage, "%s[%d] of a %s message is %s, not an object", name, i, d.typ, clip(raw))
+		return codeErrorf(CodeBadMessage, "%s of a %s message is %s, not an object", at, d.typ, clip(raw))
 	}
-	return d.keyVersion(fields, name, i, &dst.Key, &dst.Version)
+	return d.keyVersion(fields, at, &dst.Key, &dst.Version)
 }
 
-func (d *decoder) keyVersion(fields map[string]json.RawMessage, name string, i int, k *synkfs.Key, v *uint64) error {
+func (d *decoder) keyVersion(fields map[string]json.RawMessage, at loc, k *synkfs.Key, v *uint64) error {
 	if !getString(fields, synkfs.FieldType, &k.Type) {
-		return codeErrorf(CodeBadMessage, `%s[%d] of a %s message has no string "type"`, name, i, d.typ)
+		return codeErrorf(CodeBadMessage, `%s of a %s message has no string "type"`, at, d.typ)
 	}
 	if !getString(fields, synkfs.FieldID, &k.ID) {
-		return codeErrorf(CodeBadMessage, `%s[%d] of a %s message has no string "id"`, name, i, d.typ)
+		return codeErrorf(CodeBadMessage, `%s of a %s message has no string "id"`, at, d.typ)
 	}
 	raw, ok := fields[synkfs.FieldVersion]
 	if !ok {
-		return codeErrorf(CodeBadMessage, `%s[%d] of a %s message has no numeric "version"`, name, i, d.typ)
+		return codeErrorf(CodeBadMessage, `%s of a %s message has no numeric "version"`, at, d.typ)
 	}
 	if *v, ok = parseUint(raw); !ok {
-		return codeErrorf(CodeBadMessage, `%s[%d] of a %s message has "version" %s, not a non-negative integer`, name, i, d.typ, clip(raw))
+		return codeErrorf(CodeBadMessage, `%s of a %s message has "version" %s, not a non-negative integer`, at, d.typ, clip(raw))
 	}
 	return nil
 }
@@ -493,12 +493,22 @@ func (d *decoder) result(raw json.RawMessage, i int, dst *Result) error {
 	}
 	if cur := sub.present("current"); cur != nil {
 		dst.Current = new(synkfs.Record)
-		if err := d.record(cur, "results[current]", i, dst.Current); err != nil {
+		if err := d.record(cur, loc{"results", i, ".current"}, dst.Current); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// loc names an entry of a message for error sentences: "update[3]",
+// "results[0].current". It is formatted only when an error is reported.
+type loc struct {
+	name   string
+	i      int
+	suffix string
+}
+
+func (l loc) String() string { return l.name + "[" + strconv.Itoa(l.i) + "]" + l.suffix }
 
 // getString reads a string field; false when absent or not a string.
 func getString(fields map[string]json.RawMessage, name string, dst *string) bool {
