@@ -245,10 +245,10 @@ func TestDecodeRefusesBadShapes(t *testing.T) {
 
 func TestDecodeAcceptsNumbersAsJavaScriptSpellsThem(t *testing.T) {
 	for data, want := range map[string]uint64{
-		`{"type":"notify","version":7.0}`:                 7,
-		`{"type":"notify","version":1e3}`:                 1000,
+		`{"type":"notify","version":7.0}`:                  7,
+		`{"type":"notify","version":1e3}`:                  1000,
 		`{"type":"notify","version":18446744073709551615}`: 1<<64 - 1,
-		`{"type":"notify","version":-0}`:                  0,
+		`{"type":"notify","version":-0}`:                   0,
 	} {
 		m, err := Decode([]byte(data), nil)
 		if err != nil {
