@@ -16,8 +16,8 @@ import (
 // protocolVersion is the extension protocol this client speaks.
 const protocolVersion = 1
 
-// errLinkDead: a ping went unanswered.
-var errLinkDead = errors.New("link dead: ping not answered")
+// ErrLinkDead: a ping went unanswered.
+var ErrLinkDead = errors.New("link dead: ping not answered")
 
 // inbound is one result of the reader goroutine.
 type inbound struct {
@@ -126,7 +126,7 @@ func (c *Client) pingLoop(ctx context.Context, conn *wire.Conn, cancel context.C
 			return
 		}
 		if err != nil {
-			cancel(fmt.Errorf("%w: %v", errLinkDead, err))
+			cancel(fmt.Errorf("%w: %v", ErrLinkDead, err))
 			return
 		}
 		c.update(func(s *State) { s.LastContact = time.Now() })
@@ -188,6 +188,7 @@ func (s *session) run(ctx context.Context) error {
 			if s.idle() {
 				if !s.caughtUp {
 					s.caughtUp = true
+					s.c.update(func(st *State) { st.Attempts = 0 })
 					s.c.log.Info("in sync", "epoch", s.epoch, "version", s.cursor)
 				}
 				if s.once {
