@@ -153,9 +153,7 @@ func TestResendAfterLostLink(t *testing.T) {
 	if dup, _ := r.Stats(); dup != 0 {
 		t.Errorf("duplicate acks = %d, want 0", dup)
 	}
-	if st := c.c.State(); st.Attempts != 0 {
-		t.Errorf("attempts = %d after catching up, want 0", st.Attempts)
-	}
+	wait(t, "the attempt count to reset once caught up", func() bool { return c.c.State().Attempts == 0 })
 	c.stop()
 }
 
