@@ -38,8 +38,11 @@ type session struct {
 	target uint64 // highest server version heard of
 
 	lastBatch uint64 // from welcome: batches at or below it were applied
-	// pulling: a changes reply is expected (to a pull or to a push).
-	pulling  bool
+	// pulling: a changes reply is expected (to a pull or to a push); it
+	// ends with a message at or above pullUntil (the server may split a
+	// long reply into parts, each complete up to its version).
+	pulling   bool
+	pullUntil uint64
 	inflight *Batch
 	caughtUp bool // reached the in-sync state at least once
 }
@@ -381,7 +384,9 @@ func (s *session) serverAt(v uint64) {
 func (s *session) handle(ctx context.Context, m wire.Message) error {
 	switch m := m.(type) {
 	case *wire.Changes:
-		s.pulling = false
+		if m.Version >= s.pullUntil {
+			s.pulling = false
+		}
 		s.serverAt(m.Version)
 		if m.Version > s.cursor || (m.Version == s.cursor && len(m.Update)+len(m.Delete) > 0) {
 			if err := s.r.ApplyRemote(ctx, s.epoch, m); err != nil {
@@ -401,6 +406,8 @@ func (s *session) handle(ctx context.Context, m wire.Message) error {
 		if m.Duplicate {
 			// No changes reply is owed for a duplicate; pull instead.
 			s.pulling = false
+		} else {
+			s.pullUntil = max(s.pullUntil, m.Version)
 		}
 		s.serverAt(m.Version)
 		if err := s.acked(ctx, m); err != nil {
@@ -532,7 +539,7 @@ func (s *session) pushNext(ctx context.Context) error {
 			msg.Delete = []synkfs.Tombstone{}
 		}
 		s.inflight = &b
-		s.pulling = true
+		s.pulling, s.pullUntil = true, s.target
 		s.c.update(func(st *State) { st.InFlight = b.ID })
 		if err := s.send(ctx, msg); err != nil {
 			return err
@@ -547,6 +554,6 @@ func (s *session) maybePull(ctx context.Context) error {
 	if s.pulling || s.target <= s.cursor {
 		return nil
 	}
-	s.pulling = true
+	s.pulling, s.pullUntil = true, s.target
 	return s.send(ctx, &wire.Changes{Version: s.cursor})
 }
