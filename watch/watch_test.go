@@ -585,3 +585,16 @@ func TestCloseStopsAllGoroutines(t *testing.T) {
 		})
 	}
 }
+
+func TestChmodAloneNotReported(t *testing.T) {
+	w, root := start(t, nil, "notes")
+	p := filepath.Join(root, "notes", "a.json")
+	write(t, p, `{}`)
+	waitFor(t, w, false, "notes/a.json")
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s := quiet(t, w, 200*time.Millisecond); s.events != 0 {
+		t.Fatalf("a mode change was reported: %v", s.paths())
+	}
+}
