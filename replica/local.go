@@ -1,0 +1,213 @@
+package replica
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/synkfs/synkfs"
+	"github.com/synkfs/synkfs/fsstore"
+)
+
+var bgctx = context.Background()
+
+var randRead = rand.Read
+
+// maxGuardRetries bounds how often an apply refused because a file changed
+// under it is retried after a rescan.
+const maxGuardRetries = 5
+
+// Scan looks at the whole folder and stages every local change it finds
+// (edits, creations, deletions), each in the same atomic step as its
+// stage entry, then kicks the client. It reports bad entries once. It is
+// what the watcher's events and the periodic verification trigger.
+func (r *Replica) Scan() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return errClosed
+	}
+	n, err := r.scanLocked()
+	cl := r.cl
+	r.mu.Unlock()
+	if n > 0 && cl != nil {
+		cl.Kick()
+	}
+	return err
+}
+
+// ignored reports whether the watcher may drop events for rel: the store's
+// ignore rules, and conflict copies.
+func (r *Replica) ignored(rel string) bool {
+	return r.store.Matcher().IsIgnored(rel) || IsConflictCopy(rel)
+}
+
+// scanLocked stages what ScanChanges reports and returns how many changes
+// it staged. r.mu must be held.
+func (r *Replica) scanLocked() (int, error) {
+	for attempt := 0; ; attempt++ {
+		rep, err := r.store.ScanChanges()
+		if err != nil {
+			return 0, err
+		}
+		n, err := r.stageReport(&rep)
+		var de *fsstore.DirtyError
+		if errors.As(err, &de) && attempt < maxGuardRetries {
+			continue // a file changed again while we staged it
+		}
+		return n, err
+	}
+}
+
+// stageReport applies one scan's findings. r.mu must be held.
+func (r *Replica) stageReport(rep *fsstore.Report) (int, error) {
+	now := r.opts.Now()
+	r.reportBad(rep.Bad)
+
+	var b synkfs.Batch
+	var events []Event
+	stagePut := func(rec synkfs.Record) {
+		rel, _ := fsstore.KeyPath(rec.Key)
+		if IsConflictCopy(rel) {
+			return
+		}
+		b.Puts = append(b.Puts, rec)
+		r.stageOne(rec.Key, false, now)
+		events = append(events, Event{Kind: EventStaged, Key: rec.Key, Path: rel})
+	}
+	for _, rec := range rep.Edited {
+		stagePut(rec)
+	}
+	for _, rec := range rep.Created {
+		stagePut(rec)
+	}
+
+	dels := rep.Deleted[:0:0]
+	for _, t := range rep.Deleted {
+		rel, _ := fsstore.KeyPath(t.Key)
+		if !IsConflictCopy(rel) {
+			dels = append(dels, t)
+		}
+	}
+	live := r.store.Count()
+	if len(dels) > 0 && !r.opts.ConfirmDeletes && live >= massDeleteMin && 2*len(dels) > live {
+		if r.paused != len(dels) {
+			r.log.Warn("many records were deleted at once; holding the deletes back instead of deleting them everywhere. "+
+				"If this is what you want, run synkfs sync --confirm-deletes", "deleted", len(dels), "records", live)
+			r.emit(Event{Kind: EventPaused, Message: fmt.Sprintf("%d of %d records deleted at once: run synkfs sync --confirm-deletes to delete them everywhere", len(dels), live)})
+			r.paused = len(dels)
+			r.markStatus()
+		}
+		dels = nil
+	} else if r.paused != 0 {
+		r.paused = 0
+		r.markStatus()
+	}
+	for _, t := range dels {
+		b.Deletes = append(b.Deletes, t)
+		r.stageOne(t.Key, true, now)
+		events = append(events, Event{Kind: EventStaged, Key: t.Key, Deleted: true})
+	}
+	if len(b.Puts)+len(b.Deletes) == 0 {
+		return 0, nil
+	}
+	if err := r.applyGuarded(b); err != nil {
+		// Undo the in-memory staging: reload it from the store.
+		r.reloadStage()
+		return 0, err
+	}
+	for _, ev := range events {
+		r.emit(ev)
+	}
+	r.log.Debug("staged local changes", "puts", len(b.Puts), "deletes", len(b.Deletes))
+	return len(events), nil
+}
+
+// stageOne records a local change of k in the in-memory stage.
+func (r *Replica) stageOne(k synkfs.Key, deleted bool, t time.Time) {
+	e := r.stage[k]
+	if e == nil {
+		e = &stageEntry{Key: k, Since: t}
+		r.stage[k] = e
+	}
+	e.Deleted = deleted
+	if e.Batch != 0 {
+		e.Again = true
+	}
+	for i, q := range r.st.Quarantine {
+		if q.Key == k {
+			r.st.Quarantine = append(r.st.Quarantine[:i], r.st.Quarantine[i+1:]...)
+			break
+		}
+	}
+}
+
+// reloadStage resets the in-memory stage and state to what the store
+// holds, after a failed apply.
+func (r *Replica) reloadStage() {
+	r.stage = map[synkfs.Key]*stageEntry{}
+	r.st = state{}
+	r.sealed = nil
+	if err := r.load(); err != nil {
+		r.log.Error("reload sync state", "err", err)
+	}
+}
+
+// applyGuarded applies b with the store's guard, so that no file holding
+// an edit the store has not seen is overwritten or removed.
+func (r *Replica) applyGuarded(b synkfs.Batch) error {
+	return r.applyWith(b, nil, fsstore.ApplyOptions{Guard: true})
+}
+
+// reportBad logs each bad entry once (again if its reason changes) and
+// forgets the ones that were fixed or removed.
+func (r *Replica) reportBad(bad []fsstore.BadEntry) {
+	seen := make(map[string]bool, len(bad))
+	for _, e := range bad {
+		if IsConflictCopy(e.Path) {
+			continue
+		}
+		seen[e.Path] = true
+		if r.bad[e.Path] == e.Reason {
+			continue
+		}
+		r.bad[e.Path] = e.Reason
+		r.log.Warn("not a valid record; it is not synced until fixed", "path", e.Path, "reason", e.Reason)
+		r.emit(Event{Kind: EventBad, Key: e.Key, Path: e.Path, Message: e.Reason})
+		r.markStatus()
+	}
+	for p := range r.bad {
+		if !seen[p] {
+			delete(r.bad, p)
+			r.markStatus()
+		}
+	}
+}
+
+// evictBad moves a bad entry at k's path into the recovery folder so that
+// a remote change can be written there; the user's bytes stay recoverable.
+func (r *Replica) evictBad(k synkfs.Key) error {
+	rel, err := fsstore.KeyPath(k)
+	if err != nil {
+		return err
+	}
+	p := filepath.Join(r.root, filepath.FromSlash(rel))
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil
+	}
+	saved, err := saveRecovery(r.root, k, data, "invalid-local", r.opts.Now())
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil {
+		return err
+	}
+	r.log.Warn("a remote change replaced an invalid local file; its content is kept", "path", rel, "kept", saved)
+	delete(r.bad, rel)
+	return nil
+}

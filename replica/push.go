@@ -1,0 +1,210 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/synkfs/synkfs"
+	"github.com/synkfs/synkfs/client"
+	"github.com/synkfs/synkfs/fsstore"
+	"github.com/synkfs/synkfs/wire"
+)
+
+// NextBatch implements client.Replica: it returns the sealed batch, or
+// seals the oldest staged changes into a new one (durably, with its id and
+// content, before returning it).
+func (r *Replica) NextBatch() (client.Batch, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return client.Batch{}, false
+	}
+	if r.sealed != nil {
+		return *r.sealed, true
+	}
+	entries := make([]*stageEntry, 0, len(r.stage))
+	for _, e := range r.stage {
+		entries = append(entries, e)
+	}
+	slices.SortFunc(entries, func(a, b *stageEntry) int {
+		if c := a.Since.Compare(b.Since); c != 0 {
+			return c
+		}
+		return cmpKey(a.Key, b.Key)
+	})
+	b := client.Batch{ID: r.st.NextBatch + 1}
+	size := 0
+	var in []*stageEntry
+	for _, e := range entries {
+		if b.Len() >= r.opts.MaxBatch || (b.Len() > 0 && size >= r.opts.MaxBatchSize) {
+			break
+		}
+		var base uint64
+		if c, ok := r.store.Lookup(e.Key); ok && !e.Fresh {
+			base = c.Version
+		}
+		if e.Deleted {
+			b.Delete = append(b.Delete, synkfs.Tombstone{Key: e.Key, Version: base})
+			in = append(in, e)
+			continue
+		}
+		rec, err := r.store.Get(e.Key)
+		if err != nil {
+			// Removed or broken since it was staged: the next scan
+			// restages it as what it is now.
+			continue
+		}
+		if b.Len() > 0 && size+len(rec.Body) > r.opts.MaxBatchSize {
+			break
+		}
+		rec.Version = base
+		size += len(rec.Body)
+		b.Update = append(b.Update, rec)
+		in = append(in, e)
+	}
+	if b.Len() == 0 {
+		return client.Batch{}, false
+	}
+	for _, e := range in {
+		e.Batch, e.Again = b.ID, false
+	}
+	r.st.NextBatch = b.ID
+	if err := r.apply(synkfs.Batch{}, &b); err != nil {
+		r.log.Error("seal a batch", "err", err)
+		r.reloadStage()
+		return client.Batch{}, false
+	}
+	r.sealed = &b
+	return b, true
+}
+
+// Acked implements client.Replica: applied changes take the ack's version
+// and leave the stage, conflicts are settled by the strategy, rejected
+// changes go to the quarantine.
+func (r *Replica) Acked(ctx context.Context, b client.Batch, ack *wire.Ack) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errClosed
+	}
+	var err error
+	for attempt := 0; ; attempt++ {
+		err = r.ackOnce(b, ack)
+		var de *fsstore.DirtyError
+		if errors.As(err, &de) && attempt < maxGuardRetries {
+			r.reloadStage()
+			if _, err := r.scanLocked(); err != nil {
+				return err
+			}
+			continue
+		}
+		break
+	}
+	if err != nil {
+		r.reloadStage()
+	}
+	return err
+}
+
+func (r *Replica) ackOnce(b client.Batch, ack *wire.Ack) error {
+	results := make(map[synkfs.Key]wire.Result, len(ack.Results))
+	for _, res := range ack.Results {
+		results[res.Key] = res
+	}
+	now := r.opts.Now()
+	var nb synkfs.Batch
+	nb.Meta = map[string][]byte{}
+	var events []Event
+
+	// mine returns k's stage entry if it is still the one sealed in b.
+	mine := func(k synkfs.Key) *stageEntry {
+		if e := r.stage[k]; e != nil && e.Batch == b.ID {
+			return e
+		}
+		return nil
+	}
+	done := func(e *stageEntry) {
+		if e.Again {
+			e.Batch, e.Again, e.Fresh = 0, false, false
+		} else {
+			delete(r.stage, e.Key)
+		}
+	}
+	type change struct {
+		key     synkfs.Key
+		body    []byte
+		deleted bool
+	}
+	var changes []change
+	for _, rec := range b.Update {
+		changes = append(changes, change{rec.Key, rec.Body, false})
+	}
+	for _, t := range b.Delete {
+		changes = append(changes, change{t.Key, nil, true})
+	}
+	for _, c := range changes {
+		e := mine(c.key)
+		if e == nil {
+			continue // settled meanwhile by a remote change or a snapshot
+		}
+		res, failed := results[c.key]
+		switch {
+		case ack.Duplicate || !failed || res.Status == wire.StatusApplied:
+			if c.deleted {
+				nb.Meta[baseKey(c.key)] = nil
+			} else {
+				nb.Meta[baseKey(c.key)] = c.body
+			}
+			if !ack.Duplicate && ack.Version > 0 {
+				if c.deleted {
+					nb.Deletes = append(nb.Deletes, synkfs.Tombstone{Key: c.key, Version: ack.Version})
+				} else if !e.Again {
+					nb.Puts = append(nb.Puts, synkfs.Record{Key: c.key, Version: ack.Version, Body: c.body})
+				} else if cur, err := r.store.Get(c.key); err == nil {
+					cur.Version = ack.Version
+					nb.Puts = append(nb.Puts, cur)
+				}
+			}
+			done(e)
+			events = append(events, Event{Kind: EventPushed, Key: c.key, Deleted: c.deleted})
+		case res.Status == wire.StatusConflict:
+			theirs := synkfs.Record{Key: c.key, Version: res.CurrentVersion}
+			deleted := res.Deleted || res.Current == nil
+			if res.Current != nil {
+				theirs = *res.Current
+			}
+			e.Batch = 0
+			ev, err := r.settle(&nb, e, theirs, deleted)
+			if err != nil {
+				return err
+			}
+			events = append(events, ev)
+		default: // rejected, for good
+			q := Quarantined{Key: c.key, Deleted: c.deleted, Code: res.Code, Message: res.Message, Time: now}
+			r.st.Quarantine = append(r.st.Quarantine, q)
+			done(e)
+			r.log.Warn("the server refused a change for good; it is kept locally and shown by synkfs status",
+				"record", c.key.Path(), "code", res.Code, "reason", res.Message)
+			events = append(events, Event{Kind: EventQuarantined, Key: c.key, Deleted: c.deleted, Message: res.Code + ": " + res.Message})
+		}
+	}
+	if err := r.applyWith(nb, &client.Batch{}, fsstore.ApplyOptions{Guard: true}); err != nil {
+		return err
+	}
+	r.sealed = nil
+	for _, ev := range events {
+		r.emit(ev)
+	}
+	return nil
+}
+
+func cmpKey(a, b synkfs.Key) int {
+	switch {
+	case a.Less(b):
+		return -1
+	case b.Less(a):
+		return 1
+	}
+	return 0
+}

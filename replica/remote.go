@@ -1,0 +1,412 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/synkfs/synkfs"
+	"github.com/synkfs/synkfs/client"
+	"github.com/synkfs/synkfs/fsstore"
+	"github.com/synkfs/synkfs/merge"
+	"github.com/synkfs/synkfs/wire"
+)
+
+// Cursor implements client.Replica.
+func (r *Replica) Cursor() (string, uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.st.Epoch, r.st.Version
+}
+
+// ApplyRemote implements client.Replica: it writes the server's changes
+// into the folder and moves the cursor in one atomic step. A record with
+// a local change not yet acknowledged is settled by the conflict strategy,
+// never overwritten silently; a file edited since the last scan is staged
+// first (the store's guard refuses to overwrite it).
+func (r *Replica) ApplyRemote(ctx context.Context, epoch string, ch *wire.Changes) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errClosed
+	}
+	for attempt := 0; ; attempt++ {
+		events, err := r.applyRemoteOnce(epoch, ch)
+		var de *fsstore.DirtyError
+		if errors.As(err, &de) && attempt < maxGuardRetries {
+			r.reloadStage()
+			for _, k := range de.Keys {
+				if rel, _ := fsstore.KeyPath(k); r.bad[rel] != "" {
+					if err := r.evictBad(k); err != nil {
+						return err
+					}
+				}
+			}
+			if _, err := r.scanLocked(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			r.reloadStage()
+			return fmt.Errorf("apply remote changes: %w", err)
+		}
+		for _, ev := range events {
+			r.emit(ev)
+		}
+		return nil
+	}
+}
+
+func (r *Replica) applyRemoteOnce(epoch string, ch *wire.Changes) ([]Event, error) {
+	var nb synkfs.Batch
+	nb.Meta = map[string][]byte{}
+	var events []Event
+	one := func(theirs synkfs.Record, deleted bool) error {
+		k := theirs.Key
+		if e := r.stage[k]; e != nil {
+			ev, err := r.settle(&nb, e, theirs, deleted)
+			if err != nil {
+				return err
+			}
+			events = append(events, ev)
+			return nil
+		}
+		cur, known := r.store.Lookup(k)
+		if known && cur.Version >= theirs.Version {
+			return nil // already applied (our own change coming back, or a repeat)
+		}
+		if deleted {
+			if !known || cur.Deleted {
+				nb.Deletes = append(nb.Deletes, synkfs.Tombstone{Key: k, Version: theirs.Version})
+				nb.Meta[baseKey(k)] = nil
+				return nil
+			}
+		}
+		r.takeTheirs(&nb, theirs, deleted)
+		events = append(events, Event{Kind: EventPulled, Key: k, Deleted: deleted})
+		return nil
+	}
+	for _, rec := range ch.Update {
+		if err := one(rec, false); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range ch.Delete {
+		if err := one(synkfs.Record{Key: t.Key, Version: t.Version}, true); err != nil {
+			return nil, err
+		}
+	}
+	prev := r.st
+	r.st.Epoch, r.st.Version = epoch, max(ch.Version, r.st.Version)
+	if epoch != prev.Epoch {
+		r.st.Version = ch.Version
+	}
+	if err := r.applyGuarded(nb); err != nil {
+		r.st.Epoch, r.st.Version = prev.Epoch, prev.Version
+		return nil, err
+	}
+	return events, nil
+}
+
+// takeTheirs adds the server's state of a record to nb: its body at its
+// version, or its tombstone, and makes it the base.
+func (r *Replica) takeTheirs(nb *synkfs.Batch, theirs synkfs.Record, deleted bool) {
+	if deleted {
+		nb.Deletes = append(nb.Deletes, synkfs.Tombstone{Key: theirs.Key, Version: theirs.Version})
+		nb.Meta[baseKey(theirs.Key)] = nil
+		return
+	}
+	body := theirs.Body
+	if len(body) == 0 {
+		body = []byte("{}")
+	}
+	if c, err := merge.CanonicalObject(body); err == nil {
+		body = c
+	}
+	nb.Puts = append(nb.Puts, synkfs.Record{Key: theirs.Key, Version: theirs.Version, Body: body})
+	nb.Meta[baseKey(theirs.Key)] = body
+}
+
+// settle decides a record with the local change e against the server's
+// state theirs (deleted: a tombstone at theirs.Version), by the conflict
+// strategy. It adds the outcome to nb and updates the stage; files the
+// user must see (conflict copies, recovery copies) are written at once.
+// r.mu must be held.
+func (r *Replica) settle(nb *synkfs.Batch, e *stageEntry, theirs synkfs.Record, theirsDeleted bool) (Event, error) {
+	k := e.Key
+	ev := Event{Kind: EventConflict, Key: k, Deleted: theirsDeleted}
+	oursDeleted := e.Deleted
+	var ours []byte
+	if !oursDeleted {
+		rec, err := r.store.Get(k)
+		if err != nil {
+			oursDeleted = true // gone or broken since staged; the next scan tells
+		} else {
+			ours = rec.Body
+		}
+	}
+	unstage := func() { delete(r.stage, k) }
+
+	switch {
+	case oursDeleted && theirsDeleted:
+		r.takeTheirs(nb, theirs, true)
+		unstage()
+		ev.Kind, ev.Message = EventPulled, "deleted on both sides"
+		return ev, nil
+	case !oursDeleted && !theirsDeleted && merge.Equal(ours, theirs.Body):
+		r.takeTheirs(nb, theirs, false)
+		unstage()
+		ev.Kind, ev.Message = EventPushed, "same on both sides"
+		return ev, nil
+	}
+
+	strategy := r.opts.OnConflict
+	if strategy == Merge {
+		if oursDeleted || theirsDeleted {
+			strategy = KeepBoth
+		} else {
+			merged, clashes, err := merge.Merge(r.base(k), ours, theirs.Body)
+			if err == nil && len(clashes) == 0 {
+				r.takeTheirs(nb, theirs, false)
+				nb.Puts[len(nb.Puts)-1].Body = merged
+				if merge.Equal(merged, theirs.Body) {
+					unstage()
+				} else {
+					e.Batch, e.Again, e.Fresh = 0, false, false
+				}
+				ev.Message = "changed on both sides: merged the fields"
+				return ev, nil
+			}
+			strategy = KeepBoth
+			if err == nil {
+				for _, c := range clashes {
+					ev.Message += " " + merge.PathString(c.Path)
+				}
+				ev.Message = "fields changed on both sides:" + ev.Message
+			}
+		}
+	}
+
+	now := r.opts.Now()
+	switch strategy {
+	case ServerWins:
+		if !oursDeleted {
+			p, err := saveRecovery(r.root, k, ours, "local", now)
+			if err != nil {
+				return ev, err
+			}
+			ev.Message = "server wins; the local version is kept in " + p
+		} else {
+			ev.Message = "server wins; the local delete is undone"
+		}
+		r.takeTheirs(nb, theirs, theirsDeleted)
+		unstage()
+	case ClientWins:
+		if !theirsDeleted {
+			p, err := saveRecovery(r.root, k, theirs.Body, "server", now)
+			if err != nil {
+				return ev, err
+			}
+			ev.Message = "client wins; the server's version is kept in " + p
+		} else {
+			ev.Message = "client wins; the record is created again"
+		}
+		// Keep ours, now based on the server's version, and send it again.
+		if oursDeleted {
+			nb.Deletes = append(nb.Deletes, synkfs.Tombstone{Key: k, Version: theirs.Version})
+		} else {
+			nb.Puts = append(nb.Puts, synkfs.Record{Key: k, Version: theirs.Version, Body: ours})
+		}
+		if theirsDeleted {
+			nb.Meta[baseKey(k)] = nil
+		} else {
+			nb.Meta[baseKey(k)] = theirs.Body
+		}
+		e.Batch, e.Again, e.Fresh = 0, false, false
+	default: // KeepBoth
+		if oursDeleted {
+			// Nothing typed is lost: the local side deleted, the server's
+			// edit comes back.
+			ev.Message = "deleted here but changed on the server: the server's version is back"
+		} else {
+			c := Conflict{Key: k, Time: now, Base: r.base(k), TheirsDeleted: theirsDeleted}
+			if !theirsDeleted {
+				c.Theirs = theirs.Body
+			}
+			if strings.HasPrefix(ev.Message, "fields") {
+				c.Reason = ev.Message
+			} else if theirsDeleted {
+				c.Reason = "changed here but deleted on the server"
+			} else {
+				c.Reason = "changed on both sides"
+			}
+			for _, f := range strings.Fields(strings.TrimPrefix(ev.Message, "fields changed on both sides:")) {
+				c.Fields = append(c.Fields, f)
+			}
+			if err := writeConflictCopy(r.root, &c, r.opts.Host, ours); err != nil {
+				return ev, err
+			}
+			ev.Path = c.Copy
+			ev.Message = c.Reason + "; your version is kept in " + c.Copy
+		}
+		r.takeTheirs(nb, theirs, theirsDeleted)
+		unstage()
+	}
+	r.log.Info("conflict", "record", k.Path(), "strategy", string(strategy), "outcome", ev.Message)
+	return ev, nil
+}
+
+// ApplySnapshot implements client.Replica: it walks the server's records,
+// settles each against the folder, and at the end removes local records
+// the server no longer has (same history) or stages them as creates (a new
+// history, where the server lost them), then moves the cursor.
+func (r *Replica) ApplySnapshot(ctx context.Context, s *client.Snapshot) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errClosed
+	}
+	if _, err := r.scanLocked(); err != nil {
+		return err
+	}
+	newHistory := s.Epoch != r.st.Epoch
+	// Whatever was sealed and not acknowledged is dropped and re-staged.
+	if r.sealed != nil {
+		for _, e := range r.stage {
+			e.Batch, e.Again = 0, false
+		}
+		r.sealed = nil
+		if err := r.apply(synkfs.Batch{}, &client.Batch{}); err != nil {
+			r.reloadStage()
+			return err
+		}
+	}
+	if newHistory {
+		for _, e := range r.stage {
+			e.Fresh = true
+		}
+	}
+	seen := map[synkfs.Key]bool{}
+	count := 0
+	for page, err := range s.Pages {
+		if err != nil {
+			r.reloadStage()
+			return err
+		}
+		for attempt := 0; ; attempt++ {
+			events, err := r.snapshotPage(page, newHistory)
+			var de *fsstore.DirtyError
+			if errors.As(err, &de) && attempt < maxGuardRetries {
+				r.reloadStage()
+				if newHistory {
+					for _, e := range r.stage {
+						e.Fresh = true
+					}
+				}
+				if _, err := r.scanLocked(); err != nil {
+					return err
+				}
+				continue
+			}
+			if err != nil {
+				r.reloadStage()
+				return fmt.Errorf("apply snapshot: %w", err)
+			}
+			for _, ev := range events {
+				r.emit(ev)
+			}
+			break
+		}
+		for _, rec := range page {
+			seen[rec.Key] = true
+		}
+		count += len(page)
+		if r.opts.OnProgress != nil {
+			r.opts.OnProgress(count, false)
+		}
+	}
+
+	// The end of the walk: local records the snapshot did not contain.
+	var nb synkfs.Batch
+	nb.Meta = map[string][]byte{}
+	now := r.opts.Now()
+	var after synkfs.Key
+	for {
+		recs, err := r.store.Scan(after, 1000)
+		if err != nil {
+			r.reloadStage()
+			return err
+		}
+		for _, rec := range recs {
+			if seen[rec.Key] {
+				continue
+			}
+			if e := r.stage[rec.Key]; e != nil {
+				if newHistory {
+					e.Fresh = true
+				}
+				continue
+			}
+			if newHistory {
+				// The server lost it (a reset): keep it and send it again.
+				r.stage[rec.Key] = &stageEntry{Key: rec.Key, Since: now, Fresh: true}
+				continue
+			}
+			nb.Deletes = append(nb.Deletes, synkfs.Tombstone{Key: rec.Key, Version: s.Version})
+			nb.Meta[baseKey(rec.Key)] = nil
+		}
+		if len(recs) < 1000 {
+			break
+		}
+		after = recs[len(recs)-1].Key
+	}
+	for k, e := range r.stage {
+		if e.Deleted && !seen[k] {
+			delete(r.stage, k) // the server does not have it either
+		}
+	}
+	r.st.Epoch, r.st.Version = s.Epoch, s.Version
+	if err := r.applyWith(nb, &client.Batch{}, fsstore.ApplyOptions{Guard: true}); err != nil {
+		r.reloadStage()
+		return fmt.Errorf("apply snapshot: %w", err)
+	}
+	if r.opts.OnProgress != nil {
+		r.opts.OnProgress(count, true)
+	}
+	r.log.Info("snapshot applied", "epoch", s.Epoch, "version", s.Version, "records", count, "staged", len(r.stage))
+	return nil
+}
+
+// snapshotPage applies one page of a snapshot without moving the cursor.
+func (r *Replica) snapshotPage(page []synkfs.Record, newHistory bool) ([]Event, error) {
+	var nb synkfs.Batch
+	nb.Meta = map[string][]byte{}
+	var events []Event
+	for _, rec := range page {
+		if e := r.stage[rec.Key]; e != nil {
+			ev, err := r.settle(&nb, e, rec, false)
+			if err != nil {
+				return nil, err
+			}
+			events = append(events, ev)
+			continue
+		}
+		cur, known := r.store.Lookup(rec.Key)
+		if known && !cur.Deleted && cur.Version == rec.Version && !newHistory {
+			continue
+		}
+		if known && !cur.Deleted {
+			if local, err := r.store.Get(rec.Key); err == nil && merge.Equal(local.Body, rec.Body) && cur.Version == rec.Version {
+				continue
+			}
+		}
+		r.takeTheirs(&nb, rec, false)
+		events = append(events, Event{Kind: EventPulled, Key: rec.Key})
+	}
+	if err := r.applyGuarded(nb); err != nil {
+		return nil, err
+	}
+	return events, nil
+}

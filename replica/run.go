@@ -1,0 +1,228 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/synkfs/synkfs/client"
+	"github.com/synkfs/synkfs/watch"
+)
+
+// statusEvery bounds how often the status file is rewritten.
+const statusEvery = 200 * time.Millisecond
+
+// Run keeps the folder in sync until ctx is done: it arms the watcher,
+// then scans (so nothing saved in between is missed), runs c (attached to
+// the replica), stages what the watcher reports, rescans every VerifyEvery
+// to catch missed events, and keeps .synk/status.json current. It returns
+// nil once ctx is done and every goroutine it started has stopped, or an
+// error if the watcher cannot start.
+func (r *Replica) Run(ctx context.Context, c *client.Client) error {
+	r.Attach(c)
+	w, err := watch.New(r.root, &watch.Options{Ignore: r.ignored, Logger: r.log})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	r.setWatch(w.Mode())
+	if err := r.Scan(); err != nil {
+		r.log.Error("scan the folder", "err", err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_ = c.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		r.statusLoop(ctx)
+	}()
+
+	verify := time.NewTicker(r.opts.VerifyEvery)
+	defer verify.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			r.writeStatusNow()
+			return nil
+		case _, ok := <-w.Events():
+			if !ok {
+				cancel()
+				wg.Wait()
+				return errors.New("watcher stopped")
+			}
+			r.setWatch(w.Mode())
+			// Events are hints; a scan is the truth. The scan compares
+			// size and mtime first, so an unchanged file costs a stat.
+			if err := r.Scan(); err != nil && !errors.Is(err, errClosed) {
+				r.log.Error("scan the folder", "err", err)
+			}
+		case <-verify.C:
+			if err := r.Scan(); err != nil && !errors.Is(err, errClosed) {
+				r.log.Error("verification scan", "err", err)
+			}
+		}
+	}
+}
+
+// SyncOnce scans the folder, then pushes what is staged and pulls what is
+// new through c, once (see client.Client.SyncOnce), and writes the status.
+// On error the changes stay staged.
+func (r *Replica) SyncOnce(ctx context.Context, c *client.Client) error {
+	r.Attach(c)
+	if err := r.Scan(); err != nil {
+		return err
+	}
+	err := c.SyncOnce(ctx)
+	if err == nil {
+		// A conflict settled by client-wins or a merge stages again:
+		// one more round sends it.
+		if r.Pending() > 0 {
+			err = c.SyncOnce(ctx)
+		}
+	}
+	r.writeStatusNow()
+	return err
+}
+
+// Pending returns the number of staged changes not yet acknowledged.
+func (r *Replica) Pending() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.stage)
+}
+
+// PausedDeletes returns the number of deletes held back by the mass-delete
+// guard at the last scan.
+func (r *Replica) PausedDeletes() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.paused
+}
+
+func (r *Replica) setWatch(mode string) {
+	r.mu.Lock()
+	if r.watch != mode {
+		r.watch = mode
+		r.markStatus()
+	}
+	r.mu.Unlock()
+}
+
+// markStatus notes that the status changed; the status loop writes it.
+func (r *Replica) markStatus() {
+	select {
+	case r.statusDirty <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Replica) statusLoop(ctx context.Context) {
+	tick := time.NewTicker(statusEvery)
+	defer tick.Stop()
+	r.writeStatusNow()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			// The connection state changes without telling us; a
+			// cheap periodic write keeps it current.
+			select {
+			case <-r.statusDirty:
+			default:
+			}
+			r.writeStatusNow()
+		}
+	}
+}
+
+// Status returns the replica's current status.
+func (r *Replica) Status() *Status {
+	r.mu.Lock()
+	st := &Status{
+		Dir:           r.root,
+		Epoch:         r.st.Epoch,
+		LocalVersion:  r.st.Version,
+		Records:       r.store.Count(),
+		Staged:        []StagedInfo{},
+		Quarantined:   append([]Quarantined{}, r.st.Quarantine...),
+		Bad:           []BadEntry{},
+		PausedDeletes: r.paused,
+		Watch:         r.watch,
+		PID:           os.Getpid(),
+		Updated:       time.Now().UTC(),
+	}
+	for _, e := range r.stage {
+		st.Staged = append(st.Staged, StagedInfo{Key: e.Key, Deleted: e.Deleted, Since: e.Since, Batch: e.Batch})
+	}
+	for p, why := range r.bad {
+		st.Bad = append(st.Bad, BadEntry{Path: p, Reason: why})
+	}
+	cl := r.cl
+	r.mu.Unlock()
+	slices.SortFunc(st.Staged, func(a, b StagedInfo) int { return a.Since.Compare(b.Since) })
+	slices.SortFunc(st.Bad, func(a, b BadEntry) int { return cmpString(a.Path, b.Path) })
+	st.Connection = "not running"
+	if cl != nil {
+		cs := cl.State()
+		st.ServerVersion = cs.ServerVersion
+		switch {
+		case cs.Connected:
+			st.Connection = "connected"
+		case cs.LastError != nil:
+			st.Connection = "offline"
+		default:
+			st.Connection = "connecting"
+		}
+		if cs.LastError != nil {
+			st.LastError = cs.LastError.Error()
+		}
+	}
+	if st.ServerVersion < st.LocalVersion {
+		st.ServerVersion = st.LocalVersion
+	}
+	st.Conflicts, _ = ListConflicts(r.root)
+	if st.Conflicts == nil {
+		st.Conflicts = []Conflict{}
+	}
+	return st
+}
+
+// SetServer records the server URL shown by Status.
+func (r *Replica) SetServer(url string) {
+	r.mu.Lock()
+	r.server = url
+	r.mu.Unlock()
+}
+
+func (r *Replica) writeStatusNow() {
+	st := r.Status()
+	r.mu.Lock()
+	st.Server = r.server
+	r.mu.Unlock()
+	r.statusMu.Lock()
+	defer r.statusMu.Unlock()
+	if err := writeStatus(r.root, st); err != nil {
+		r.log.Debug("write status", "err", err)
+	}
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
