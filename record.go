@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 )
 
 // Reserved field names of a record on the wire. Everything else is body.
@@ -96,51 +98,94 @@ func (r Record) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads synk's flat wire form. The reserved fields fill Key and
-// Version; the remaining fields become Body, as a JSON object with its
-// keys sorted. Callers that compare bodies canonicalize them (package merge).
+// Version; every other field, with its bytes as sent and in the order sent,
+// becomes Body. It does not canonicalize: callers that compare or store
+// bodies run them through merge.CanonicalObject, which also refuses
+// duplicate keys.
 func (r *Record) UnmarshalJSON(data []byte) error {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil {
-		return fmt.Errorf("record: %w", err)
-	}
-	if fields == nil {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return errors.New("record: not a JSON object")
 	}
-	var rec Record
-	if err := decodeString(fields, FieldType, &rec.Type); err != nil {
-		return err
-	}
-	if err := decodeString(fields, FieldID, &rec.ID); err != nil {
-		return err
-	}
-	if raw, ok := fields[FieldVersion]; ok && string(raw) != "null" {
-		var f float64
-		if err := json.Unmarshal(raw, &f); err != nil || f < 0 || f != float64(uint64(f)) {
-			return fmt.Errorf("record %s: version %s is not a non-negative integer", rec.Key, raw)
+	var (
+		rec             Record
+		body            bytes.Buffer
+		seenT, seenI, v bool
+	)
+	body.WriteByte('{')
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("record: %w", err)
 		}
-		rec.Version = uint64(f)
+		name := tok.(string) // object keys are always strings
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return fmt.Errorf("record: field %q: %w", name, err)
+		}
+		switch name {
+		case FieldType, FieldID:
+			dst, seen := &rec.Type, &seenT
+			if name == FieldID {
+				dst, seen = &rec.ID, &seenI
+			}
+			if *seen {
+				return fmt.Errorf("record: duplicate %q", name)
+			}
+			*seen = true
+			if err := json.Unmarshal(raw, dst); err != nil || string(raw) == "null" {
+				return fmt.Errorf("record: %q is not a string", name)
+			}
+		case FieldVersion:
+			if v {
+				return fmt.Errorf("record: duplicate %q", name)
+			}
+			v = true
+			n, err := parseVersion(raw)
+			if err != nil {
+				return fmt.Errorf("record %s: %w", rec.Key, err)
+			}
+			rec.Version = n
+		default:
+			if body.Len() > 1 {
+				body.WriteByte(',')
+			}
+			writeJSONString(&body, name)
+			body.WriteByte(':')
+			body.Write(raw)
+		}
 	}
-	delete(fields, FieldType)
-	delete(fields, FieldID)
-	delete(fields, FieldVersion)
-	body, err := json.Marshal(fields)
-	if err != nil {
-		return fmt.Errorf("record %s: %w", rec.Key, err)
+	if _, err := dec.Token(); err != nil {
+		return fmt.Errorf("record: %w", err)
 	}
-	rec.Body = body
+	if !seenT {
+		return fmt.Errorf("record: missing %q", FieldType)
+	}
+	if !seenI {
+		return fmt.Errorf("record: missing %q", FieldID)
+	}
+	body.WriteByte('}')
+	rec.Body = body.Bytes()
 	*r = rec
 	return nil
 }
 
-func decodeString(fields map[string]json.RawMessage, name string, dst *string) error {
-	raw, ok := fields[name]
-	if !ok {
-		return fmt.Errorf("record: missing %q", name)
+// parseVersion reads a version number exactly: integers up to 2^64-1 keep
+// every digit; an integral float spelling such as 7.0 or 1e3 is accepted;
+// null means 0.
+func parseVersion(raw json.RawMessage) (uint64, error) {
+	s := string(raw)
+	if s == "null" {
+		return 0, nil
 	}
-	if err := json.Unmarshal(raw, dst); err != nil {
-		return fmt.Errorf("record: %q is not a string", name)
+	if n, err := strconv.ParseUint(s, 10, 64); err == nil {
+		return n, nil
 	}
-	return nil
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || f > 1<<53 || f != math.Trunc(f) {
+		return 0, fmt.Errorf("version %s is not a non-negative integer", s)
+	}
+	return uint64(f), nil
 }
 
 func writeJSONString(buf *bytes.Buffer, s string) {
