@@ -1,0 +1,182 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/synkfs/synkfs"
+	"github.com/synkfs/synkfs/wire"
+)
+
+// KeyValidator is implemented by stores that cannot hold every key (a
+// file-backed store whose names must fit a file system). The server
+// rejects such records one by one instead of failing a whole batch.
+type KeyValidator interface {
+	ValidateKey(k synkfs.Key) error
+}
+
+// maxKeyPart bounds a key's type and id, in bytes.
+const maxKeyPart = 1024
+
+// batchMetaKey is the Meta key under which the last batch applied for a
+// client id is kept, committed in the same Batch as its changes.
+func batchMetaKey(id string) string { return "client/" + id + "/batch" }
+
+// batchRecord is the value kept under batchMetaKey: the batch id and a
+// summary of its ack.
+type batchRecord struct {
+	Batch     uint64 `json:"batch"`
+	Version   uint64 `json:"version"`
+	Applied   int    `json:"applied"`
+	Conflicts int    `json:"conflicts,omitempty"`
+	Rejected  int    `json:"rejected,omitempty"`
+}
+
+// lastBatch returns the highest batch id applied for client id (0 if none).
+func (s *Server) lastBatch(id string) uint64 {
+	if id == "" {
+		return 0
+	}
+	raw, ok := s.store.Meta(batchMetaKey(id))
+	if !ok {
+		return 0
+	}
+	var br batchRecord
+	if err := json.Unmarshal(raw, &br); err != nil {
+		s.log.Error("unreadable batch record", "client", id, "err", err)
+		return 0
+	}
+	return br.Batch
+}
+
+func (s *Server) validateKey(k synkfs.Key) error {
+	if err := k.Validate(); err != nil {
+		return err
+	}
+	if !utf8.ValidString(k.Type) || !utf8.ValidString(k.ID) {
+		return fmt.Errorf("record %q: type and id must be UTF-8", k.String())
+	}
+	if len(k.Type) > maxKeyPart || len(k.ID) > maxKeyPart {
+		return fmt.Errorf("record type and id may have at most %d bytes each", maxKeyPart)
+	}
+	if v, ok := s.store.(KeyValidator); ok {
+		return v.ValidateKey(k)
+	}
+	return nil
+}
+
+// op is one update or delete of a pushed batch.
+type op struct {
+	key    synkfs.Key
+	base   uint64
+	body   json.RawMessage
+	delete bool
+}
+
+// commit applies the writes of m at one new store version. It returns
+// the ack owed to c (nil when c did not send a batch id under the ack
+// feature) and the version committed (0 when nothing was).
+//
+// With conflict detection (the conflict feature, or Strict), a write is
+// not applied when its base is older than the server's version of the
+// record: a live record newer than the base (a create, base 0, onto an
+// existing record included) or a tombstone newer than the base.
+func (s *Server) commit(c *client, m *wire.Changes) (*wire.Ack, uint64, error) {
+	withAck := c.extended && c.features[wire.FeatureAck] && m.Batch > 0
+	check := c.features[wire.FeatureConflict] || s.opts.Strict
+
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+
+	cur := s.store.Version()
+	if withAck && m.Batch <= s.lastBatch(c.id) {
+		return &wire.Ack{Batch: m.Batch, Version: cur, Duplicate: true}, 0, nil
+	}
+	next := cur + 1
+
+	// A key named twice in one batch: the last write counts.
+	ops := make([]op, 0, len(m.Update)+len(m.Delete))
+	for _, r := range m.Update {
+		ops = append(ops, op{key: r.Key, base: r.Version, body: r.Body})
+	}
+	for _, d := range m.Delete {
+		ops = append(ops, op{key: d.Key, base: d.Version, delete: true})
+	}
+	last := make(map[synkfs.Key]int, len(ops))
+	for i, o := range ops {
+		last[o.key] = i
+	}
+
+	b := synkfs.Batch{Version: next}
+	var results []wire.Result
+	conflicts, rejected := 0, 0
+	for i, o := range ops {
+		if last[o.key] != i {
+			continue
+		}
+		if err := s.validateKey(o.key); err != nil {
+			rejected++
+			results = append(results, wire.Result{Key: o.key, Status: wire.StatusRejected, Code: wire.CodeInvalid, Message: err.Error()})
+			continue
+		}
+		curc, known := s.store.Lookup(o.key)
+		if check && known && o.base < curc.Version {
+			conflicts++
+			res := wire.Result{Key: o.key, Status: wire.StatusConflict}
+			if curc.Deleted {
+				res.Deleted, res.CurrentVersion = true, curc.Version
+			} else if r, err := s.store.Get(o.key); err == nil {
+				res.Current = &r
+			} else {
+				res.Deleted, res.CurrentVersion = true, curc.Version
+			}
+			results = append(results, res)
+			if !c.extended {
+				c.log.Info("strict: dropped a stale write", "key", o.key.Path(), "base", o.base, "current", curc.Version)
+			}
+			continue
+		}
+		if o.delete {
+			if known && curc.Deleted {
+				continue // already deleted: nothing to write
+			}
+			b.Deletes = append(b.Deletes, synkfs.Tombstone{Key: o.key, Version: next})
+		} else {
+			b.Puts = append(b.Puts, synkfs.Record{Key: o.key, Version: next, Body: o.body})
+		}
+	}
+	if rejected > 0 && !c.extended {
+		c.log.Info("dropped invalid records from a legacy client", "count", rejected)
+	}
+	for _, r := range results {
+		if r.Status == wire.StatusRejected {
+			s.metrics.errors.WithLabelValues(r.Code).Inc()
+		}
+	}
+	s.metrics.conflicts.Add(float64(conflicts))
+
+	applied := len(b.Puts) + len(b.Deletes)
+	if withAck {
+		raw, _ := json.Marshal(batchRecord{Batch: m.Batch, Version: next, Applied: applied, Conflicts: conflicts, Rejected: rejected})
+		b.Meta = map[string][]byte{batchMetaKey(c.id): raw}
+	}
+	if b.Empty() {
+		var ack *wire.Ack
+		if withAck {
+			ack = &wire.Ack{Batch: m.Batch, Version: cur, Results: results}
+		}
+		return ack, 0, nil
+	}
+	if err := s.store.Apply(context.Background(), b); err != nil {
+		return nil, 0, fmt.Errorf("apply batch at version %d: %w", next, err)
+	}
+	s.metrics.batches.Inc()
+	s.metrics.records.Add(float64(applied))
+	var ack *wire.Ack
+	if withAck {
+		ack = &wire.Ack{Batch: m.Batch, Version: next, Results: results}
+	}
+	return ack, next, nil
+}

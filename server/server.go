@@ -1,0 +1,286 @@
+// Package server is the hub of `synkfs serve`: it owns a synkfs.Store,
+// commits the batches clients push at one new version each, fans out
+// notifies, and serves the WebSocket protocol of docs/PROTOCOL.md at "/",
+// plus /healthz and /metrics.
+//
+// A Server is an http.Handler:
+//
+//	srv := server.New(store, nil)
+//	hs := &http.Server{Addr: "127.0.0.1:8080", Handler: srv}
+//	go hs.ListenAndServe()
+//	...
+//	srv.Shutdown(ctx) // closes the WebSockets (hijacked: hs.Shutdown does not see them)
+//	hs.Shutdown(ctx)
+//
+// The server never closes the store: its owner does, after Shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/synkfs/synkfs"
+	"github.com/synkfs/synkfs/wire"
+)
+
+// Options tune a Server. The zero value (or a nil *Options) gives the
+// defaults named on each field.
+type Options struct {
+	// Logger receives the server's structured logs (default slog.Default()).
+	Logger *slog.Logger
+	// Strict drops a legacy client's stale writes (base version below
+	// the server's version of the record) instead of applying them last
+	// writer wins, and logs each one.
+	Strict bool
+	// Limits bound what clients may send (zero fields: wire defaults).
+	Limits wire.Limits
+	// SendQueue is the number of replies that may wait for one client
+	// (default 256). A client whose queue is full is closed with 1008.
+	// Notifies do not count: each client has one coalescing slot for them.
+	SendQueue int
+	// SnapshotPageMax caps the records in one snapshot page (default 5000).
+	SnapshotPageMax int
+	// TombstoneRetention is how long tombstones are kept (default 30 days).
+	TombstoneRetention time.Duration
+	// CompactInterval is how often tombstones older than the retention are
+	// compacted (default: a tenth of the retention, at most an hour).
+	CompactInterval time.Duration
+	// PingInterval is the time between WebSocket pings (default 15s);
+	// PingTimeout how long a pong may take before the link is closed
+	// (default 10s).
+	PingInterval, PingTimeout time.Duration
+	// WriteTimeout bounds one write to a client (default 10s); a client
+	// that does not take a message in time is disconnected.
+	WriteTimeout time.Duration
+	// OriginPatterns lists the cross-origin hosts whose browsers may
+	// connect (websocket.AcceptOptions.OriginPatterns); same-origin and
+	// non-browser clients always may.
+	OriginPatterns []string
+	// MaxConns caps concurrent WebSocket clients (0: no cap); upgrades
+	// beyond it get 503.
+	MaxConns int
+}
+
+func (o *Options) withDefaults() Options {
+	var out Options
+	if o != nil {
+		out = *o
+	}
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	if out.SendQueue <= 0 {
+		out.SendQueue = 256
+	}
+	if out.SnapshotPageMax <= 0 {
+		out.SnapshotPageMax = 5000
+	}
+	if out.TombstoneRetention <= 0 {
+		out.TombstoneRetention = 30 * 24 * time.Hour
+	}
+	if out.CompactInterval <= 0 {
+		out.CompactInterval = min(out.TombstoneRetention/10, time.Hour)
+	}
+	if out.PingInterval <= 0 {
+		out.PingInterval = 15 * time.Second
+	}
+	if out.PingTimeout <= 0 {
+		out.PingTimeout = 10 * time.Second
+	}
+	if out.WriteTimeout <= 0 {
+		out.WriteTimeout = 10 * time.Second
+	}
+	lim := wire.DefaultLimits
+	if out.Limits.MaxMessage > 0 {
+		lim.MaxMessage = out.Limits.MaxMessage
+	}
+	if out.Limits.MaxRecords > 0 {
+		lim.MaxRecords = out.Limits.MaxRecords
+	}
+	if out.Limits.MaxRecord > 0 {
+		lim.MaxRecord = out.Limits.MaxRecord
+	}
+	if out.Limits.MaxDepth > 0 {
+		lim.MaxDepth = out.Limits.MaxDepth
+	}
+	out.Limits = lim
+	return out
+}
+
+// Server is the hub. Create it with New; it is safe for concurrent use.
+type Server struct {
+	store   synkfs.Store
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+	mux     *http.ServeMux
+
+	// commitMu serialises commits: the conflict checks of a batch and its
+	// Apply are one step with respect to every other commit.
+	commitMu sync.Mutex
+
+	mu      sync.Mutex
+	clients map[*client]struct{}
+	closing bool
+	wg      sync.WaitGroup // client handlers and the compactor
+
+	ctx    context.Context // cancelled when Shutdown gives up waiting
+	cancel context.CancelFunc
+	stop   chan struct{} // closed by Shutdown: stops the compactor
+	kick   chan chan error
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New returns a Server over store and starts its tombstone compactor.
+// opts may be nil. Call Shutdown to stop it.
+func New(store synkfs.Store, opts *Options) *Server {
+	o := opts.withDefaults()
+	s := &Server{
+		store:   store,
+		opts:    o,
+		log:     o.Logger,
+		clients: make(map[*client]struct{}),
+		stop:    make(chan struct{}),
+		kick:    make(chan chan error),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.metrics = newMetrics(s)
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("/healthz", s.serveHealth)
+	s.mux.Handle("/metrics", s.metrics.handler())
+	s.mux.HandleFunc("/", s.serveRoot)
+	s.wg.Add(1)
+	go s.compactor()
+	return s
+}
+
+// ServeHTTP serves WebSocket upgrades at "/", /healthz and /metrics.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "ok version=%d epoch=%s\n", s.store.Version(), s.store.Epoch())
+}
+
+func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return
+	}
+	if !isUpgrade(r) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "synkfs: connect with a WebSocket client")
+		return
+	}
+	s.serveWS(w, r)
+}
+
+func isUpgrade(r *http.Request) bool {
+	for _, v := range r.Header.Values("Upgrade") {
+		if strings.EqualFold(strings.TrimSpace(v), "websocket") {
+			return true
+		}
+	}
+	return false
+}
+
+// register adds c, or refuses when the server is closing or full.
+func (s *Server) register(c *client) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return errors.New("server is shutting down")
+	}
+	if s.opts.MaxConns > 0 && len(s.clients) >= s.opts.MaxConns {
+		return fmt.Errorf("server is at its limit of %d clients", s.opts.MaxConns)
+	}
+	s.clients[c] = struct{}{}
+	s.wg.Add(1)
+	s.metrics.clients.Inc()
+	return nil
+}
+
+func (s *Server) unregister(c *client) {
+	s.mu.Lock()
+	delete(s.clients, c)
+	s.mu.Unlock()
+	s.metrics.clients.Dec()
+	s.wg.Done()
+}
+
+// broadcast tells every ready client that the store is at version v.
+// It never blocks: each client has one coalescing slot.
+func (s *Server) broadcast(v uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.clients {
+		c.signal(v)
+	}
+}
+
+// Compact drops tombstones older than the retention now. The compactor
+// calls it periodically; callers may too (it is safe at any time).
+func (s *Server) Compact(ctx context.Context) error {
+	before := time.Now().Add(-s.opts.TombstoneRetention)
+	floor := s.store.Floor()
+	if err := s.store.Compact(ctx, before); err != nil {
+		return fmt.Errorf("compact tombstones: %w", err)
+	}
+	if f := s.store.Floor(); f != floor {
+		s.log.Info("compacted tombstones", "floor", f, "before", before)
+	}
+	return nil
+}
+
+func (s *Server) compactor() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.CompactInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.Compact(s.ctx); err != nil {
+				s.log.Error("compaction failed", "err", err)
+			}
+		}
+	}
+}
+
+// Shutdown stops accepting clients, closes every WebSocket with 1001
+// (going away) and waits for every goroutine the server started, or for
+// ctx; then it drops the links that are left. It returns the first error
+// (ctx's when it gave up waiting). Later calls return the same result.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		for c := range s.clients {
+			c.kill(websocket.StatusGoingAway, "server shutting down")
+		}
+		s.mu.Unlock()
+		close(s.stop)
+
+		done := make(chan struct{})
+		go func() { s.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.shutdownErr = fmt.Errorf("shutdown: %w", ctx.Err())
+			s.cancel() // unblocks reads and writes: links are dropped
+			<-done
+		}
+		s.cancel()
+	})
+	return s.shutdownErr
+}
