@@ -127,7 +127,7 @@ func (w *Watcher) handleNotify(ev fsnotify.Event, now time.Time) {
 	gone := ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename)
 	if rel == "." {
 		if gone {
-			w.fallback(fmt.Errorf("root %s was removed or moved", w.root))
+			w.fallback(errRootGone)
 		}
 		return
 	}
@@ -208,6 +208,10 @@ func (w *Watcher) handleNotifyErr(err error) {
 	}
 }
 
+// errRootGone is the reason for polling when the watched folder itself
+// was removed or moved: inotify cannot see it come back, polling can.
+var errRootGone = errors.New("the folder was removed or moved")
+
 // fallbackErr reports whether err means inotify cannot be used and
 // polling should take over, rather than that the folder is unusable.
 func fallbackErr(err error) bool {
@@ -222,6 +226,8 @@ func (w *Watcher) warnFallback(err error) {
 	msg := "watch: cannot use inotify; falling back to polling"
 	var hint string
 	switch {
+	case errors.Is(err, errRootGone):
+		msg = "watch: the synced folder was removed or moved; polling until it is back"
 	case errors.Is(err, syscall.ENOSPC):
 		msg = "watch: out of inotify watches; falling back to polling"
 		hint = "raise the limit with: sudo sysctl fs.inotify.max_user_watches=524288 " +

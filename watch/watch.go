@@ -57,7 +57,9 @@ type Options struct {
 	// Ignore reports whether a file path (relative to the root,
 	// '/'-separated, e.g. "notes/a.json" or "x.txt") is never reported.
 	// It is called from the watcher's goroutine only. Nil ignores paths
-	// with a component starting with '.'.
+	// with a component starting with '.'. With the store's matcher:
+	// Ignore: m.IsIgnored, IgnoreDir: m.IsIgnoredDir (and let the
+	// ignore file itself through if its edits should be noticed).
 	Ignore func(rel string) bool
 
 	// IgnoreDir reports whether a folder directly under the root (its

@@ -598,3 +598,22 @@ func TestChmodAloneNotReported(t *testing.T) {
 		t.Fatalf("a mode change was reported: %v", s.paths())
 	}
 }
+
+func TestRootRemovedFallsBackToPolling(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "r")
+	mkdir(t, filepath.Join(root, "notes"))
+	w, err := New(root, &Options{PollInterval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	remove(t, root)
+	waitFor(t, w, true)
+	if w.Mode() != ModePolling {
+		t.Fatalf("mode %q after the root vanished, want polling", w.Mode())
+	}
+	// The folder comes back (a remounted disk): polling sees it.
+	mkdir(t, filepath.Join(root, "notes"))
+	write(t, filepath.Join(root, "notes", "a.json"), `{}`)
+	waitFor(t, w, false, "notes/a.json")
+}
