@@ -43,8 +43,8 @@ type session struct {
 	// long reply into parts, each complete up to its version).
 	pulling   bool
 	pullUntil uint64
-	inflight *Batch
-	caughtUp bool // reached the in-sync state at least once
+	inflight  *Batch
+	caughtUp  bool // reached the in-sync state at least once
 }
 
 // session connects, syncs and serves one connection. once: return nil as
