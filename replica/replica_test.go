@@ -475,7 +475,7 @@ func TestAttachExistingFolderAndInitialSnapshot(t *testing.T) {
 	a.sync()
 	// b attaches a folder that already holds some of the same and more.
 	b := newSide(t, srv.url, nil)
-	b.write("big/A.json", `{"i":0}`)    // same as a's
+	b.write("big/A.json", `{"i":0}`)     // same as a's
 	b.write("big/extra.json", `{"x":1}`) // only b's
 	b.sync()
 	a.sync()

@@ -106,5 +106,8 @@ func ReadStatus(root string) (st *Status, ok bool, err error) {
 	if st.Conflicts, err = ListConflicts(root); err != nil {
 		return nil, ok, err
 	}
+	if st.Conflicts == nil {
+		st.Conflicts = []Conflict{}
+	}
 	return st, ok, nil
 }

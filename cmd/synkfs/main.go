@@ -32,8 +32,12 @@ type cli struct {
 	LogLevel  string `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info" env:"SYNKFS_LOG_LEVEL"`
 	LogFormat string `help:"Log format: text or json." enum:"text,json" default:"text" env:"SYNKFS_LOG_FORMAT"`
 
-	Serve   serveCmd   `cmd:"" help:"Run the sync server (in memory unless --data is given)."`
-	Version versionCmd `cmd:"" help:"Print the version of synkfs."`
+	Serve     serveCmd     `cmd:"" help:"Run the sync server (in memory unless --data is given)."`
+	Sync      syncCmd      `cmd:"" help:"Keep a folder of <type>/<id>.json records in sync with a server."`
+	Status    statusCmd    `cmd:"" help:"Show a synced folder's state: connection, versions, staged changes, conflicts, bad files."`
+	Conflicts conflictsCmd `cmd:"" help:"List, show and settle conflicts in a synced folder."`
+	Demo      demoCmd      `cmd:"" help:"Run an in-memory server and two synced folders to try synkfs."`
+	Version   versionCmd   `cmd:"" help:"Print the version of synkfs."`
 }
 
 // env is what every command's Run gets.
