@@ -393,8 +393,10 @@ func (d *decoder) array(name string) ([]json.RawMessage, error) {
 	if isNull(raw) {
 		return nil, codeErrorf(CodeBadMessage, "%q of a %s message is null; send an array or leave it out", name, d.typ)
 	}
-	var elems []json.RawMessage
-	if raw[0] != '[' || json.Unmarshal(raw, &elems) != nil {
+	// The whole message was validated by json.Unmarshal: split the array
+	// without decoding it again.
+	elems, ok := elements(raw)
+	if !ok {
 		return nil, d.badField(name, "an array", raw)
 	}
 	return elems, nil
@@ -416,55 +418,97 @@ func (d *decoder) records(name string, elems []json.RawMessage) ([]synkfs.Record
 }
 
 // record decodes one record in synk's flat form: string "type" and "id",
-// numeric "version", the other fields become Body (keys sorted, as
-// synkfs.Record.UnmarshalJSON makes it).
+// numeric "version", each once; every other field, with its value's bytes
+// as sent and in the order sent, becomes Body, as
+// synkfs.Record.UnmarshalJSON makes it (FuzzRecord checks this).
 func (d *decoder) record(raw json.RawMessage, at loc, dst *synkfs.Record) error {
 	if len(raw) > d.l.MaxRecord {
 		return codeErrorf(CodeTooLarge, "record %s of %d bytes is over the %s limit", at, len(raw), size(int64(d.l.MaxRecord)))
 	}
-	var fields map[string]json.RawMessage
-	if raw[0] != '{' || json.Unmarshal(raw, &fields) != nil {
+	body := make([]byte, 1, len(raw))
+	body[0] = '{'
+	r, ok := d.reserved(raw, at, func(key string, val []byte) {
+		if len(body) > 1 {
+			body = append(body, ',')
+		}
+		body = appendKey(body, key)
+		body = append(body, ':')
+		body = append(body, val...)
+	})
+	if !ok {
 		return codeErrorf(CodeBadMessage, "%s of a %s message is %s, not a record object", at, d.typ, clip(raw))
 	}
-	if err := d.keyVersion(fields, at, &dst.Key, &dst.Version); err != nil {
+	if err := d.keyVersion(r, at, &dst.Key, &dst.Version); err != nil {
 		return err
 	}
-	delete(fields, synkfs.FieldType)
-	delete(fields, synkfs.FieldID)
-	delete(fields, synkfs.FieldVersion)
-	body, err := json.Marshal(fields)
-	if err != nil {
-		return codeErrorf(CodeBadMessage, "%s of a %s message: %v", at, d.typ, err)
-	}
-	dst.Body = body
+	dst.Body = append(body, '}')
 	return nil
 }
 
-// tombstone decodes one delete entry {"type","id","version"}.
+// tombstone decodes one delete entry {"type","id","version"}; other
+// fields are ignored.
 func (d *decoder) tombstone(raw json.RawMessage, at loc, dst *synkfs.Tombstone) error {
 	if len(raw) > d.l.MaxRecord {
 		return codeErrorf(CodeTooLarge, "entry %s of %d bytes is over the %s limit", at, len(raw), size(int64(d.l.MaxRecord)))
 	}
-	var fields map[string]json.RawMessage
-	if raw[0] != '{' || json.Unmarshal(raw, &fields) != nil {
+	r, ok := d.reserved(raw, at, nil)
+	if !ok {
 		return codeErrorf(CodeBadMessage, "%s of a %s message is %s, not an object", at, d.typ, clip(raw))
 	}
-	return d.keyVersion(fields, at, &dst.Key, &dst.Version)
+	return d.keyVersion(r, at, &dst.Key, &dst.Version)
 }
 
-func (d *decoder) keyVersion(fields map[string]json.RawMessage, at loc, k *synkfs.Key, v *uint64) error {
-	if !getString(fields, synkfs.FieldType, &k.Type) {
+// reservedFields holds the raw values of an entry's "type", "id" and
+// "version" (nil when absent) and the first reserved name seen twice.
+type reservedFields struct {
+	typ, id, version []byte
+	dup              string
+}
+
+// reserved walks the members of the object raw, collecting the reserved
+// fields and handing every other member to body (when not nil).
+func (d *decoder) reserved(raw []byte, at loc, body func(key string, val []byte)) (reservedFields, bool) {
+	var r reservedFields
+	set := func(dst *[]byte, name string, val []byte) {
+		if *dst != nil && r.dup == "" {
+			r.dup = name
+		}
+		*dst = val
+	}
+	ok := eachMember(raw, func(key, val []byte) {
+		switch k, _ := unquote(key); k {
+		case synkfs.FieldType:
+			set(&r.typ, k, val)
+		case synkfs.FieldID:
+			set(&r.id, k, val)
+		case synkfs.FieldVersion:
+			set(&r.version, k, val)
+		default:
+			if body != nil {
+				body(k, val)
+			}
+		}
+	})
+	return r, ok
+}
+
+// keyVersion checks and decodes the reserved fields of an entry.
+func (d *decoder) keyVersion(r reservedFields, at loc, k *synkfs.Key, v *uint64) error {
+	if r.dup != "" {
+		return codeErrorf(CodeBadMessage, `%s of a %s message has %q twice`, at, d.typ, r.dup)
+	}
+	var ok bool
+	if k.Type, ok = unquote(r.typ); !ok {
 		return codeErrorf(CodeBadMessage, `%s of a %s message has no string "type"`, at, d.typ)
 	}
-	if !getString(fields, synkfs.FieldID, &k.ID) {
+	if k.ID, ok = unquote(r.id); !ok {
 		return codeErrorf(CodeBadMessage, `%s of a %s message has no string "id"`, at, d.typ)
 	}
-	raw, ok := fields[synkfs.FieldVersion]
-	if !ok {
+	if r.version == nil {
 		return codeErrorf(CodeBadMessage, `%s of a %s message has no numeric "version"`, at, d.typ)
 	}
-	if *v, ok = parseUint(raw); !ok {
-		return codeErrorf(CodeBadMessage, `%s of a %s message has "version" %s, not a non-negative integer`, at, d.typ, clip(raw))
+	if *v, ok = parseUint(r.version); !ok {
+		return codeErrorf(CodeBadMessage, `%s of a %s message has "version" %s, not a non-negative integer`, at, d.typ, clip(r.version))
 	}
 	return nil
 }
@@ -519,8 +563,9 @@ func getString(fields map[string]json.RawMessage, name string, dst *string) bool
 	return json.Unmarshal(raw, dst) == nil
 }
 
-// parseUint reads a JSON number that is a non-negative integer, also when
-// spelled as a float (1e3, 7.0), as JavaScript peers may.
+// parseUint reads a JSON number that is a non-negative integer: exactly
+// up to 2^64-1 when spelled as an integer, and up to 2^53 when spelled as
+// a float (1e3, 7.0), as JavaScript peers may; as synkfs.Record does.
 func parseUint(raw json.RawMessage) (uint64, bool) {
 	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
 		return 0, false
@@ -530,7 +575,7 @@ func parseUint(raw json.RawMessage) (uint64, bool) {
 		return v, true
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 || f != math.Trunc(f) || f >= 1<<64 {
+	if err != nil || f < 0 || f != math.Trunc(f) || f > 1<<53 {
 		return 0, false
 	}
 	return uint64(f), true

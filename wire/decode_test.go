@@ -17,7 +17,7 @@ func rec(typ, id string, v uint64, body string) synkfs.Record {
 }
 
 // allMessages has one fully populated value of every message type. Bodies
-// are in the form Decode produces (keys sorted, compact).
+// are compact, as Encode writes them.
 func allMessages() []Message {
 	cur := rec("user", "2", 39, `{"name":"x"}`)
 	return []Message{
@@ -105,7 +105,7 @@ var originalMessages = []struct {
  "update": [ {"type": "user", "id": "42", "version": 7, "name": "Ada", "age": 36} ],
  "delete": [ {"type": "user", "id": "7", "version": 12} ]}`,
 		&Changes{Version: 12,
-			Update: []synkfs.Record{rec("user", "42", 7, `{"age":36,"name":"Ada"}`)},
+			Update: []synkfs.Record{rec("user", "42", 7, `{"name":"Ada","age":36}`)},
 			Delete: []synkfs.Tombstone{{Key: synkfs.Key{Type: "user", ID: "7"}, Version: 12}}}},
 	{`{"type": "changes", "version": 15, "update": [], "delete": []}`, &Changes{Version: 15}},
 	{`{"type": "notify", "version": 15}`, &Notify{Version: 15}},
@@ -167,6 +167,7 @@ func TestDecodeRecordsLikeRecordUnmarshal(t *testing.T) {
 		`{"type":"user","id":"42","version":7,"name":"Ada","age":36}`,
 		`{"z":{"b":1,"a":[1,2]},"id":"x","type":"t","version":1e3,"html":"<&>"}`,
 		`{"type":"t","id":"","version":0}`,
+		`{"type":"t","id":"i","version":2, "b" : [ 1, 2 ], "a":"<\u0026>", "k\u003c":1, "a":3}`,
 	} {
 		var want synkfs.Record
 		if err := json.Unmarshal([]byte(r), &want); err != nil {
@@ -219,6 +220,9 @@ func TestDecodeRefusesBadShapes(t *testing.T) {
 		{`{"type":"changes","version":1,"update":[{"id":"1","version":1}]}`, CodeBadMessage, `no string "type"`},
 		{`{"type":"changes","version":1,"update":[{"type":"a","id":"1"}]}`, CodeBadMessage, `no numeric "version"`},
 		{`{"type":"changes","version":1,"update":[{"type":"a","id":"1","version":null}]}`, CodeBadMessage, `"version" null`},
+		{`{"type":"changes","version":1,"update":[{"type":"a","id":"1","type":"b","version":1}]}`, CodeBadMessage, `has "type" twice`},
+		{`{"type":"changes","version":1,"delete":[{"type":"a","id":"1","version":1,"version":2}]}`, CodeBadMessage, `has "version" twice`},
+		{`{"type":"changes","version":1,"update":[{"type":"a","id":"1","version":1e300}]}`, CodeBadMessage, "non-negative integer"},
 		{`{"type":"changes","version":1,"delete":[{"type":"a","id":"1"}]}`, CodeBadMessage, `delete[0] of a changes message has no numeric "version"`},
 		{`{"type":"changes","version":1,"delete":[{"type":"a","id":"1","version":"2"}]}`, CodeBadMessage, "not a non-negative integer"},
 		{`{"type":"changes","version":1,"delete":[{"type":"a","version":2}]}`, CodeBadMessage, `no string "id"`},

@@ -8,6 +8,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 
 	"github.com/synkfs/synkfs"
@@ -168,6 +169,19 @@ func (*SnapshotRequest) isMessage() {}
 func (*SnapshotPage) isMessage()    {}
 func (*Error) isMessage()           {}
 
+// marshal is json.Marshal without HTML escaping: the peers are programs,
+// not browsers' HTML parsers, and record bodies keep the bytes they were
+// sent with (compacted).
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
 // Each MarshalJSON below embeds a method-less copy of its type ("plain")
 // after a "type" field, so encoding/json writes the type first and then
 // the struct's own fields.
@@ -179,7 +193,7 @@ func (m *Hello) MarshalJSON() ([]byte, error) {
 	if p.Features == nil {
 		p.Features = []string{}
 	}
-	return json.Marshal(struct {
+	return marshal(struct {
 		Type string `json:"type"`
 		*plain
 	}{TypeHello, &p})
@@ -192,7 +206,7 @@ func (m *Welcome) MarshalJSON() ([]byte, error) {
 	if p.Features == nil {
 		p.Features = []string{}
 	}
-	return json.Marshal(struct {
+	return marshal(struct {
 		Type string `json:"type"`
 		*plain
 	}{TypeWelcome, &p})
@@ -216,7 +230,7 @@ func (m *Changes) MarshalJSON() ([]byte, error) {
 	for i, t := range m.Delete {
 		deletes[i] = tombstone{t.Type, t.ID, t.Version}
 	}
-	return json.Marshal(struct {
+	return marshal(struct {
 		Type    string          `json:"type"`
 		Version uint64          `json:"version"`
 		Batch   uint64          `json:"batch,omitempty"`
@@ -228,7 +242,7 @@ func (m *Changes) MarshalJSON() ([]byte, error) {
 // MarshalJSON encodes the message with its "type" field.
 func (m *Notify) MarshalJSON() ([]byte, error) {
 	type plain Notify
-	return json.Marshal(struct {
+	return marshal(struct {
 		Type string `json:"type"`
 		*plain
 	}{TypeNotify, (*plain)(m)})
@@ -237,7 +251,7 @@ func (m *Notify) MarshalJSON() ([]byte, error) {
 // MarshalJSON encodes the message with its "type" field.
 func (m *Ack) MarshalJSON() ([]byte, error) {
 	type plain Ack
-	return json.Marshal(struct {
+	return marshal(struct {
 		Type string `json:"type"`
 		*plain
 	}{TypeAck, (*plain)(m)})
@@ -246,7 +260,7 @@ func (m *Ack) MarshalJSON() ([]byte, error) {
 // MarshalJSON encodes the message with its "type" field.
 func (m *SnapshotRequest) MarshalJSON() ([]byte, error) {
 	type plain SnapshotRequest
-	return json.Marshal(struct {
+	return marshal(struct {
 		Type string `json:"type"`
 		*plain
 	}{TypeSnapshotRequest, (*plain)(m)})
@@ -260,7 +274,7 @@ func (m *SnapshotPage) MarshalJSON() ([]byte, error) {
 	if p.Records == nil {
 		p.Records = []synkfs.Record{}
 	}
-	return json.Marshal(struct {
+	return marshal(struct {
 		Type string `json:"type"`
 		*plain
 	}{TypeSnapshotPage, &p})
@@ -269,7 +283,7 @@ func (m *SnapshotPage) MarshalJSON() ([]byte, error) {
 // MarshalJSON encodes the message with its "type" field.
 func (m *Error) MarshalJSON() ([]byte, error) {
 	type plain Error
-	return json.Marshal(struct {
+	return marshal(struct {
 		Type string `json:"type"`
 		*plain
 	}{TypeError, (*plain)(m)})
