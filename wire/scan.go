@@ -161,4 +161,3 @@ func appendKey(dst []byte, k string) []byte {
 	dst = append(dst, k...)
 	return append(dst, '"')
 }
-
