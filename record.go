@@ -70,7 +70,7 @@ type Record struct {
 // Tombstone records that a key was deleted at Version.
 type Tombstone struct {
 	Key
-	Version uint64
+	Version uint64 `json:"version"`
 }
 
 // MarshalJSON writes the record in synk's flat wire form:
