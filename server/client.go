@@ -33,8 +33,13 @@ type client struct {
 	conn *wire.Conn
 	log  *slog.Logger
 
-	ctx    context.Context // cancelled by kill
+	ctx    context.Context // cancelled by kill: stop serving
 	cancel context.CancelFunc
+	// hard is cancelled by drop (and forced shutdown): it aborts a write
+	// in progress. A graceful kill leaves it, since cancelling a write's
+	// context makes the library cut the link without a close frame.
+	hard       context.Context
+	hardCancel context.CancelFunc
 
 	out     chan outItem  // replies, bounded by Options.SendQueue
 	wake    chan struct{} // capacity 1: a notify is pending
@@ -51,6 +56,7 @@ type client struct {
 	id       string
 	features map[string]bool
 	badRun   int
+	closing  bool // a close is queued: read no more
 	seenIn   int64
 
 	// Owned by the writer.
@@ -69,6 +75,10 @@ type outItem struct {
 	from uint64
 
 	snap *wire.SnapshotRequest
+
+	// close ends the client once everything queued before it is sent.
+	close     bool
+	closeCode websocket.StatusCode
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
@@ -103,15 +113,18 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) newClient(ws *websocket.Conn, remote string) *client {
-	ctx, cancel := context.WithCancel(s.ctx)
+	hard, hardCancel := context.WithCancel(s.ctx)
+	ctx, cancel := context.WithCancel(hard)
 	return &client{
-		s:      s,
-		conn:   wire.NewConn(ws, &s.opts.Limits),
-		log:    s.log.With("remote", remote),
-		ctx:    ctx,
-		cancel: cancel,
-		out:    make(chan outItem, s.opts.SendQueue),
-		wake:   make(chan struct{}, 1),
+		s:          s,
+		hard:       hard,
+		hardCancel: hardCancel,
+		conn:       wire.NewConn(ws, &s.opts.Limits),
+		log:        s.log.With("remote", remote),
+		ctx:        ctx,
+		cancel:     cancel,
+		out:        make(chan outItem, s.opts.SendQueue),
+		wake:       make(chan struct{}, 1),
 	}
 }
 
@@ -120,8 +133,10 @@ func (c *client) run() {
 	wg.Add(2)
 	go func() { defer wg.Done(); c.writer() }()
 	go func() { defer wg.Done(); c.pinger() }()
-	c.reader()
-	c.kill(websocket.StatusNormalClosure, "")
+	defer c.hardCancel()
+	if !c.reader() {
+		c.kill(websocket.StatusNormalClosure, "")
+	}
 	wg.Wait()
 }
 
@@ -132,6 +147,13 @@ func (c *client) kill(code websocket.StatusCode, reason string) {
 		c.closeCode, c.closeReason = code, reason
 		c.cancel()
 	})
+}
+
+// drop ends the client at once, aborting a write in progress: for links
+// that do not take what is sent to them.
+func (c *client) drop(code websocket.StatusCode, reason string) {
+	c.kill(code, reason)
+	c.hardCancel()
 }
 
 // signal records that the store is at v and wakes the writer. It never
@@ -161,13 +183,16 @@ func (c *client) enqueue(it outItem) bool {
 	default:
 		c.s.metrics.drops.Inc()
 		c.log.Warn("send queue full: dropping client", "queue", cap(c.out))
-		c.kill(websocket.StatusPolicyViolation, "send queue full")
+		c.drop(websocket.StatusPolicyViolation, "send queue full")
 		return false
 	}
 }
 
-func (c *client) reader() {
-	for c.ctx.Err() == nil {
+// reader reads and handles messages until the link fails or the client is
+// killed. It returns true when it queued a close after the replies still
+// waiting (the writer then ends the client).
+func (c *client) reader() (closing bool) {
+	for c.ctx.Err() == nil && !c.closing {
 		m, err := c.conn.Read(c.s.ctx)
 		in, _ := c.conn.Stats()
 		c.s.metrics.bytesIn.Add(float64(in - c.seenIn))
@@ -181,12 +206,13 @@ func (c *client) reader() {
 			if s := websocket.CloseStatus(err); s == -1 && c.ctx.Err() == nil {
 				c.log.Debug("read failed", "err", err)
 			}
-			return
+			return false
 		}
 		if c.handle(m) {
 			c.badRun = 0
 		}
 	}
+	return c.closing
 }
 
 // bad reports a refused message: an error message to an extended client, a
@@ -201,6 +227,10 @@ func (c *client) bad(code, msg string, batch uint64) {
 	}
 	if c.badRun >= maxBadRun {
 		c.log.Warn("closing a client that keeps sending bad messages", "in_a_row", c.badRun)
+		c.closing = true
+		if c.enqueue(outItem{close: true, closeCode: websocket.StatusPolicyViolation}) {
+			return
+		}
 		c.kill(websocket.StatusPolicyViolation, "too many bad messages")
 	}
 }
@@ -321,7 +351,7 @@ func (c *client) pinger() {
 		if err != nil {
 			if c.ctx.Err() == nil {
 				c.log.Info("closing a client that does not answer pings", "err", err)
-				c.kill(websocket.StatusGoingAway, "ping timeout")
+				c.drop(websocket.StatusGoingAway, "ping timeout")
 			}
 			return
 		}
@@ -369,7 +399,7 @@ func (c *client) writer() {
 
 // write sends one message with the write timeout.
 func (c *client) write(m wire.Message) error {
-	ctx, cancel := context.WithTimeout(c.ctx, c.s.opts.WriteTimeout)
+	ctx, cancel := context.WithTimeout(c.hard, c.s.opts.WriteTimeout)
 	defer cancel()
 	err := c.conn.Write(ctx, m)
 	_, out := c.conn.Stats()
@@ -389,6 +419,9 @@ func (c *client) write(m wire.Message) error {
 
 func (c *client) send(it outItem) error {
 	switch {
+	case it.close:
+		c.kill(it.closeCode, "too many bad messages")
+		return nil
 	case it.pull:
 		return c.sendChanges(it.from)
 	case it.snap != nil:

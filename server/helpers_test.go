@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +38,12 @@ func start(t testing.TB, store synkfs.Store, opts *server.Options) *harness {
 	t.Helper()
 	if store == nil {
 		store = memstore.New()
+	}
+	if opts == nil {
+		opts = &server.Options{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	srv := server.New(store, opts)
 	hs := httptest.NewServer(srv)
@@ -89,6 +98,10 @@ func (r *raw) recv() map[string]any {
 	r.t.Helper()
 	typ, data, err := r.ws.Read(ctxT(r.t))
 	if err != nil {
+		if f, ferr := os.Create("/tmp/synkfs-server-dump.txt"); ferr == nil {
+			pprof.Lookup("goroutine").WriteTo(f, 2)
+			f.Close()
+		}
 		r.t.Fatalf("recv: %v", err)
 	}
 	if typ != websocket.MessageText {
@@ -272,4 +285,11 @@ func httpGet(t testing.TB, url string) string {
 		t.Fatalf("GET %s: %s", url, resp.Status)
 	}
 	return string(b)
+}
+
+// newLoopback serves h on loopback and returns its ws:// URL.
+func newLoopback(t testing.TB, h http.Handler) string {
+	hs := httptest.NewServer(h)
+	t.Cleanup(hs.Close)
+	return "ws" + strings.TrimPrefix(hs.URL, "http")
 }
