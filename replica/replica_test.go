@@ -592,3 +592,50 @@ func randomConvergence(t *testing.T, seed uint64) {
 		t.Fatalf("still staged: %d %d", a.r.Pending(), b.r.Pending())
 	}
 }
+
+// TestLiveConvergence: both replicas run (watchers, pushes and pulls at
+// once) while both folders are edited; once the edits stop they converge.
+func TestLiveConvergence(t *testing.T) {
+	srv := newServer(t)
+	a, b := newSide(t, srv.url, &Options{VerifyEvery: 300 * time.Millisecond}), newSide(t, srv.url, &Options{VerifyEvery: 300 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 2)
+	go func() { done <- a.r.Run(ctx, a.c) }()
+	go func() { done <- b.r.Run(ctx, b.c) }()
+	defer func() {
+		cancel()
+		for range 2 {
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Error("Run did not stop")
+			}
+		}
+	}()
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := range 80 {
+		s := []*side{a, b}[rng.IntN(2)]
+		rel := fmt.Sprintf("live/%d.json", rng.IntN(10))
+		if rng.IntN(5) == 0 {
+			_ = os.Remove(filepath.Join(s.dir, filepath.FromSlash(rel)))
+		} else {
+			s.write(rel, fmt.Sprintf(`{"i":%d,"k%d":%d}`, i, rng.IntN(3), rng.IntN(9)))
+		}
+		time.Sleep(time.Duration(rng.IntN(15)) * time.Millisecond)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ra, rb := a.records(), b.records()
+		same := len(ra) == len(rb) && a.r.Pending() == 0 && b.r.Pending() == 0
+		for k, v := range ra {
+			same = same && rb[k] == v
+		}
+		if same {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no convergence:\na %v (staged %d)\nb %v (staged %d)", ra, a.r.Pending(), rb, b.r.Pending())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
