@@ -86,14 +86,20 @@ func BenchmarkPushRoundTrip(b *testing.B) {
 	h := start(b, nil, nil)
 	e := h.ext(b)
 	e.hello("rt", "", 0, wire.FeatureAck)
+	ctx := context.Background()
 	n := uint64(0)
 	for b.Loop() {
 		n++
-		ack := push(e, n-1, n, []synkfs.Record{rec("rt", "1", n-1, `{"title":"x"}`)}, nil)
-		if ack.Version != n {
-			b.Fatalf("ack %+v", ack)
+		if err := e.conn.Write(ctx, &wire.Changes{Version: n - 1, Batch: n, Update: []synkfs.Record{rec("rt", "1", n-1, `{"title":"x"}`)}}); err != nil {
+			b.Fatal(err)
 		}
-		next[*wire.Changes](e)
+		m, err := e.conn.Read(ctx)
+		if ack, ok := m.(*wire.Ack); err != nil || !ok || ack.Version != n {
+			b.Fatalf("got %+v, %v; want ack at %d", m, err, n)
+		}
+		if m, err = e.conn.Read(ctx); err != nil || m.Type() != wire.TypeChanges {
+			b.Fatalf("got %+v, %v; want changes", m, err)
+		}
 	}
 }
 

@@ -175,6 +175,13 @@ func (c *client) signal(v uint64) {
 	}
 }
 
+func (c *client) rewake() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
 // enqueue adds a reply to the send queue; a full queue drops the client.
 func (c *client) enqueue(it outItem) bool {
 	select {
@@ -377,11 +384,19 @@ func (c *client) writer() {
 				return
 			case it = <-c.out:
 			case <-c.wake:
+				// A reply queued before the commit of v goes first:
+				// load v, then look at the queue (a reply is queued
+				// before its commit is broadcast), and keep the wake.
 				v := c.pending.Load()
-				if v <= c.sent {
-					continue // the client already has it from a reply
+				select {
+				case it = <-c.out:
+					c.rewake()
+				default:
+					if v <= c.sent {
+						continue // the client already has it from a reply
+					}
+					it = outItem{msg: &wire.Notify{Version: v}}
 				}
-				it = outItem{msg: &wire.Notify{Version: v}}
 			}
 		}
 		if c.ctx.Err() != nil {

@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -98,10 +96,6 @@ func (r *raw) recv() map[string]any {
 	r.t.Helper()
 	typ, data, err := r.ws.Read(ctxT(r.t))
 	if err != nil {
-		if f, ferr := os.Create("/tmp/synkfs-server-dump.txt"); ferr == nil {
-			pprof.Lookup("goroutine").WriteTo(f, 2)
-			f.Close()
-		}
 		r.t.Fatalf("recv: %v", err)
 	}
 	if typ != websocket.MessageText {
