@@ -36,8 +36,12 @@ func (r *Replica) NextBatch() (client.Batch, bool) {
 	b := client.Batch{ID: r.st.NextBatch + 1}
 	size := 0
 	var in []*stageEntry
+	limit := r.opts.MaxBatch
+	if r.single > 0 {
+		limit = 1 // isolating a record the server refuses
+	}
 	for _, e := range entries {
-		if b.Len() >= r.opts.MaxBatch || (b.Len() > 0 && size >= r.opts.MaxBatchSize) {
+		if b.Len() >= limit || (b.Len() > 0 && size >= r.opts.MaxBatchSize) {
 			break
 		}
 		var base uint64
@@ -76,6 +80,9 @@ func (r *Replica) NextBatch() (client.Batch, bool) {
 		return client.Batch{}, false
 	}
 	r.sealed = &b
+	if r.single > 0 {
+		r.single--
+	}
 	return b, true
 }
 
@@ -207,4 +214,61 @@ func cmpKey(a, b synkfs.Key) int {
 		return 1
 	}
 	return 0
+}
+
+// refusalCodes are the server error codes that refuse a batch for what it
+// holds; sending it again cannot help.
+var refusalCodes = map[string]bool{
+	wire.CodeTooLarge: true,
+	wire.CodeTooDeep:  true,
+	wire.CodeTooMany:  true,
+	wire.CodeInvalid:  true,
+}
+
+// handleRefusal looks at an error that ended a connection. When the
+// server refused the sealed batch as a whole for what it holds, without
+// naming the batch (so the client could not hand it over as a rejection),
+// the batch would be refused again on every attempt and block everything
+// behind it. Instead: a batch of one record goes to the quarantine; a
+// larger batch is unsealed and its records are sent one at a time, so
+// that only the culprit ends in the quarantine. It reports whether it
+// changed anything (a retry may now make progress).
+func (r *Replica) handleRefusal(err error) bool {
+	var se *client.ServerError
+	if !errors.As(err, &se) || !refusalCodes[se.Code] {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.sealed
+	if b == nil || r.closed {
+		return false
+	}
+	if b.Len() > 1 {
+		for _, e := range r.stage {
+			if e.Batch == b.ID {
+				e.Batch = 0
+			}
+		}
+		r.single += b.Len()
+		if err := r.apply(synkfs.Batch{}, &client.Batch{}); err != nil {
+			r.reloadStage()
+			return false
+		}
+		r.sealed = nil
+		r.log.Warn("the server refused a batch; sending its records one at a time", "code", se.Code, "reason", se.Message)
+		return true
+	}
+	var k synkfs.Key
+	deleted := len(b.Delete) == 1
+	if deleted {
+		k = b.Delete[0].Key
+	} else {
+		k = b.Update[0].Key
+	}
+	ack := &wire.Ack{Batch: b.ID, Results: []wire.Result{{Key: k, Status: wire.StatusRejected, Code: se.Code, Message: se.Message}}}
+	r.mu.Unlock()
+	err = r.Acked(bgctx, *b, ack)
+	r.mu.Lock()
+	return err == nil
 }

@@ -219,6 +219,7 @@ type Replica struct {
 	sealed *client.Batch
 	bad    map[string]string // path -> reason, as last reported
 	paused int               // deletes held back by the guard
+	single int               // batches to send one record at a time
 	watch  string            // watcher mode, "" when not watching
 	cl     *client.Client    // for Kick and State; nil until Attach
 	server string            // for Status

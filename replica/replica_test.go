@@ -17,6 +17,7 @@ import (
 	"github.com/synkfs/synkfs/memstore"
 	"github.com/synkfs/synkfs/merge"
 	"github.com/synkfs/synkfs/server"
+	"github.com/synkfs/synkfs/wire"
 )
 
 // testServer runs a real server over an in-memory store on loopback.
@@ -28,7 +29,12 @@ type testServer struct {
 
 func newServer(t *testing.T) *testServer {
 	t.Helper()
-	srv := server.New(memstore.New(), nil)
+	return newServerOpts(t, nil)
+}
+
+func newServerOpts(t *testing.T, opts *server.Options) *testServer {
+	t.Helper()
+	srv := server.New(memstore.New(), opts)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -637,5 +643,50 @@ func TestLiveConvergence(t *testing.T) {
 			t.Fatalf("no convergence:\na %v (staged %d)\nb %v (staged %d)", ra, a.r.Pending(), rb, b.r.Pending())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestQuarantine: a change the server refuses for good leaves the stage
+// with the reason, is shown by Status, and does not block later changes.
+func TestQuarantine(t *testing.T) {
+	srv := newServerOpts(t, &server.Options{Limits: wire.Limits{MaxRecord: 512}})
+	var events []Event
+	a := newSide(t, srv.url, &Options{OnEvent: func(e Event) { events = append(events, e) }})
+	b := newSide(t, srv.url, nil)
+	a.write("n/big.json", `{"text":"`+strings.Repeat("x", 2000)+`"}`)
+	a.write("n/same-batch.json", `{"ok":0}`) // sealed with the big one
+	a.sync()
+	a.write("n/small.json", `{"ok":1}`)
+	a.sync()
+	b.sync()
+	if got := b.read("n/same-batch.json"); got != canon(t, `{"ok":0}`) {
+		t.Fatalf("record sealed with the refused one was lost: %q", got)
+	}
+	if got := b.read("n/small.json"); got != canon(t, `{"ok":1}`) {
+		t.Fatalf("later change blocked: %q", got)
+	}
+	if got := b.read("n/big.json"); got != "" {
+		t.Fatal("refused record reached b")
+	}
+	st := a.r.Status()
+	if len(st.Quarantined) != 1 || st.Quarantined[0].Key.ID != "big" || st.Quarantined[0].Code == "" {
+		t.Fatalf("quarantine %+v", st.Quarantined)
+	}
+	if len(st.Staged) != 0 {
+		t.Fatalf("still staged %+v", st.Staged)
+	}
+	// The file stays as the user wrote it.
+	if !strings.Contains(a.read("n/big.json"), "xxxx") {
+		t.Fatal("refused record's file changed")
+	}
+	// Editing it again (now small enough) sends it and clears the entry.
+	a.write("n/big.json", `{"text":"short now"}`)
+	a.sync()
+	b.sync()
+	if got := b.read("n/big.json"); got != canon(t, `{"text":"short now"}`) {
+		t.Fatalf("b: %q", got)
+	}
+	if st := a.r.Status(); len(st.Quarantined) != 0 {
+		t.Fatalf("quarantine not cleared: %+v", st.Quarantined)
 	}
 }

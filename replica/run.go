@@ -83,6 +83,11 @@ func (r *Replica) SyncOnce(ctx context.Context, c *client.Client) error {
 		return err
 	}
 	err := c.SyncOnce(ctx)
+	// A batch refused as a whole is split or quarantined; then retry.
+	// Each round settles at least one record, so this is bounded.
+	for n := r.Pending(); err != nil && n >= 0 && r.handleRefusal(err); n-- {
+		err = c.SyncOnce(ctx)
+	}
 	if err == nil {
 		// A conflict settled by client-wins or a merge stages again:
 		// one more round sends it.
@@ -130,11 +135,23 @@ func (r *Replica) statusLoop(ctx context.Context) {
 	tick := time.NewTicker(statusEvery)
 	defer tick.Stop()
 	r.writeStatusNow()
+	var lastErr error
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			r.mu.Lock()
+			cl := r.cl
+			r.mu.Unlock()
+			if cl != nil {
+				if err := cl.State().LastError; err != nil && err != lastErr {
+					lastErr = err
+					if r.handleRefusal(err) {
+						cl.Kick()
+					}
+				}
+			}
 			// The connection state changes without telling us; a
 			// cheap periodic write keeps it current.
 			select {
