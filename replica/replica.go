@@ -225,7 +225,9 @@ type Replica struct {
 	server string            // for Status
 	closed bool
 
-	statusMu    sync.Mutex
+	statusMu    sync.Mutex // guards the two below and the file
+	statusLast  []byte     // the last status written, without its time
+	statusAt    time.Time
 	statusDirty chan struct{}
 }
 

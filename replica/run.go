@@ -1,8 +1,11 @@
 package replica
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"sync"
@@ -136,29 +139,39 @@ func (r *Replica) statusLoop(ctx context.Context) {
 	defer tick.Stop()
 	r.writeStatusNow()
 	var lastErr error
+	var lastConn string
+	lastWrite := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			r.mu.Lock()
-			cl := r.cl
-			r.mu.Unlock()
-			if cl != nil {
-				if err := cl.State().LastError; err != nil && err != lastErr {
-					lastErr = err
-					if r.handleRefusal(err) {
-						cl.Kick()
-					}
+		}
+		r.mu.Lock()
+		cl := r.cl
+		r.mu.Unlock()
+		conn := ""
+		if cl != nil {
+			cs := cl.State()
+			conn = fmt.Sprint(cs.Connected, cs.ServerVersion, cs.Epoch, cs.LastError)
+			if err := cs.LastError; err != nil && err != lastErr {
+				lastErr = err
+				if r.handleRefusal(err) {
+					cl.Kick()
 				}
 			}
-			// The connection state changes without telling us; a
-			// cheap periodic write keeps it current.
-			select {
-			case <-r.statusDirty:
-			default:
-			}
+		}
+		dirty := false
+		select {
+		case <-r.statusDirty:
+			dirty = true
+		default:
+		}
+		// The connection changes without telling us; conflict copies
+		// come and go by the user's hand: a periodic refresh shows both.
+		if dirty || conn != lastConn || time.Since(lastWrite) >= statusRefresh {
 			r.writeStatusNow()
+			lastConn, lastWrite = conn, time.Now()
 		}
 	}
 }
@@ -222,16 +235,31 @@ func (r *Replica) SetServer(url string) {
 	r.mu.Unlock()
 }
 
+// statusRefresh is how often an unchanged status is written anyway, so
+// that its Updated time shows the replica is alive.
+const statusRefresh = 5 * time.Second
+
+// writeStatusNow writes the status file if it changed (or has not been
+// written for statusRefresh).
 func (r *Replica) writeStatusNow() {
 	st := r.Status()
 	r.mu.Lock()
 	st.Server = r.server
 	r.mu.Unlock()
+	updated := st.Updated
+	st.Updated = time.Time{}
+	fp, _ := json.Marshal(st)
+	st.Updated = updated
 	r.statusMu.Lock()
 	defer r.statusMu.Unlock()
+	if bytes.Equal(fp, r.statusLast) && updated.Sub(r.statusAt) < statusRefresh {
+		return
+	}
 	if err := writeStatus(r.root, st); err != nil {
 		r.log.Debug("write status", "err", err)
+		return
 	}
+	r.statusLast, r.statusAt = fp, updated
 }
 
 func cmpString(a, b string) int {

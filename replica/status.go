@@ -84,7 +84,8 @@ func writeStatus(root string, st *Status) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(statusPath(root), append(data, '\n'), 0o644)
+	// The status is a view, rebuilt on every change: no fsync needed.
+	return writeFile(statusPath(root), append(data, '\n'), 0o644, false)
 }
 
 // ReadStatus returns the last status a replica wrote for the folder at
