@@ -79,6 +79,12 @@ func (c *demoCmd) Run(e *env) error {
 	var wg sync.WaitGroup
 	var errs []error
 	var errMu sync.Mutex
+	say("synkfs demo: a server at %s and two synced folders:\n", url)
+	say("  %s\n  %s\n", alice, bob)
+	say("Edit, create or delete a <type>/<id>.json file in one of them and watch it reach the other.\n")
+	say("Try also: synkfs status %s   and   synkfs conflicts %s\n", alice, alice)
+	say("Press Ctrl-C to stop (the folders stay in %s).\n\n", dir)
+
 	for _, name := range []string{"alice", "bob"} {
 		folder := filepath.Join(dir, name)
 		r, err := replica.Open(folder, &replica.Options{
@@ -106,12 +112,6 @@ func (c *demoCmd) Run(e *env) error {
 			}
 		}()
 	}
-	say("synkfs demo: a server at %s and two synced folders:\n", url)
-	say("  %s\n  %s\n", alice, bob)
-	say("Edit, create or delete a <type>/<id>.json file in one of them and watch it reach the other.\n")
-	say("Try also: synkfs status %s   and   synkfs conflicts %s\n", alice, alice)
-	say("Press Ctrl-C to stop (the folders stay in %s).\n\n", dir)
-
 	<-ctx.Done()
 	wg.Wait()
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
