@@ -41,6 +41,24 @@ func IsConflictCopy(rel string) bool {
 	return conflictName.MatchString(path.Base(rel))
 }
 
+// parseConflictName returns the record id and the time a conflict copy's
+// file name carries; ok is false for any other name.
+func parseConflictName(name string) (id string, t time.Time, ok bool) {
+	m := conflictName.FindStringSubmatch(name)
+	if m == nil {
+		return "", time.Time{}, false
+	}
+	id, err := fsstore.UnescapeName(m[1])
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	t, err = time.Parse(timeLayout, m[3])
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	return id, t, true
+}
+
 // Conflict is one conflict copy kept beside a record.
 type Conflict struct {
 	Key synkfs.Key `json:"key"`
@@ -143,12 +161,8 @@ func ListConflicts(root string) ([]Conflict, error) {
 			return nil, fmt.Errorf("list conflicts: %w", err)
 		}
 		for _, f := range files {
-			m := conflictName.FindStringSubmatch(f.Name())
-			if m == nil || f.IsDir() {
-				continue
-			}
-			id, err := fsstore.UnescapeName(m[1])
-			if err != nil {
+			id, when, ok := parseConflictName(f.Name())
+			if !ok || f.IsDir() {
 				continue
 			}
 			copyRel := d.Name() + "/" + f.Name()
@@ -161,9 +175,9 @@ func ListConflicts(root string) ([]Conflict, error) {
 				}
 			}
 			if c.Time.IsZero() {
-				c.Time, _ = time.Parse(timeLayout, m[3])
+				c.Time = when
 			}
-			c.Path = d.Name() + "/" + m[1] + fsstore.Ext
+			c.Path, _ = fsstore.KeyPath(c.Key)
 			out = append(out, c)
 		}
 	}
@@ -213,8 +227,8 @@ const (
 // lost even then. merged is the body for Merged and must be a JSON object.
 //
 // Resolve works on files only: a running sync (or the next one) picks the
-// new record file up as a local edit and sends it. It returns the paths it
-// wrote, relative to root.
+// new record file up as a local edit and sends it. It returns the record's
+// path relative to root.
 func Resolve(root string, k synkfs.Key, choice Choice, merged []byte) (string, error) {
 	cs, err := ConflictsOf(root, k)
 	if err != nil {
