@@ -163,7 +163,7 @@ func (s *Store) Apply(ctx context.Context, b synkfs.Batch) error {
 	if s.closed {
 		return fmt.Errorf("apply batch %d: %w", b.Version, synkfs.ErrClosed)
 	}
-	if b.Version <= s.version {
+	if b.Version < s.version {
 		return fmt.Errorf("apply batch %d onto version %d: %w", b.Version, s.version, synkfs.ErrStaleVersion)
 	}
 	now := time.Now()
