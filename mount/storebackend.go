@@ -1,0 +1,408 @@
+package mount
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"github.com/synkfs/synkfs"
+	"github.com/synkfs/synkfs/fsstore"
+	"github.com/synkfs/synkfs/merge"
+)
+
+// StoreBackend is a Backend over a bare fsstore.Store, with no network: it
+// acts as its own server, so each save or delete applies one batch at the
+// next store version. Bad entries are written straight into the store's
+// tree, where fsstore's scans report them too. It is what `synkfs mount`
+// uses without --server, and what the mount's tests run against.
+type StoreBackend struct {
+	store *fsstore.Store
+	root  string
+	max   int64
+
+	mu  sync.Mutex        // serialises writes
+	bad map[string]string // relpath -> reason
+
+	wmu      sync.Mutex
+	watchers map[int]func([]synkfs.Key)
+	nextW    int
+}
+
+var _ Backend = (*StoreBackend)(nil)
+
+// NewStoreBackend serves s. It looks once through the tree for bad entries
+// left from earlier. maxRecord is the largest valid record in bytes (0:
+// fsstore.DefaultMaxRecordSize); s stays the caller's to close.
+func NewStoreBackend(s *fsstore.Store, maxRecord int64) (*StoreBackend, error) {
+	if maxRecord <= 0 {
+		maxRecord = fsstore.DefaultMaxRecordSize
+	}
+	b := &StoreBackend{store: s, root: s.Root(), max: maxRecord, bad: map[string]string{}, watchers: map[int]func([]synkfs.Key){}}
+	rep, err := s.ScanChanges()
+	if err != nil {
+		return nil, fmt.Errorf("scan %s: %w", s.Root(), err)
+	}
+	for _, e := range rep.Bad {
+		b.bad[e.Path] = e.Reason
+	}
+	return b, nil
+}
+
+// Store returns the store served.
+func (b *StoreBackend) Store() *fsstore.Store { return b.store }
+
+func (b *StoreBackend) path(k synkfs.Key) (string, string, error) {
+	rel, err := fsstore.KeyPath(k)
+	if err != nil {
+		return "", "", err
+	}
+	return rel, filepath.Join(b.root, filepath.FromSlash(rel)), nil
+}
+
+// Types lists the type folders of the tree.
+func (b *StoreBackend) Types() ([]string, error) {
+	ents, err := os.ReadDir(b.root)
+	if err != nil {
+		return nil, fmt.Errorf("list types: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if !e.IsDir() || b.store.Matcher().IsIgnoredDir(e.Name()) {
+			continue
+		}
+		if t, err := fsstore.UnescapeName(e.Name()); err == nil {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// List lists the record files of a type folder.
+func (b *StoreBackend) List(typ string) ([]Entry, error) {
+	dir := fsstore.EscapeName(typ)
+	ents, err := os.ReadDir(filepath.Join(b.root, dir))
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", typ, notFound(err))
+	}
+	out := make([]Entry, 0, len(ents))
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		rel := dir + "/" + e.Name()
+		if b.store.Matcher().IsIgnored(rel) {
+			continue
+		}
+		k, err := fsstore.PathKey(rel)
+		if err != nil {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		out = append(out, Entry{ID: k.ID, FileInfo: b.info(k, rel, fi)})
+	}
+	return out, nil
+}
+
+func (b *StoreBackend) info(k synkfs.Key, rel string, fi fs.FileInfo) FileInfo {
+	c, _ := b.store.Lookup(k)
+	b.mu.Lock()
+	_, bad := b.bad[rel]
+	b.mu.Unlock()
+	return FileInfo{Size: fi.Size(), Mtime: fi.ModTime(), Version: c.Version, Bad: bad}
+}
+
+// Stat returns the attributes of k's file.
+func (b *StoreBackend) Stat(k synkfs.Key) (FileInfo, error) {
+	rel, p, err := b.path(k)
+	if err != nil {
+		return FileInfo{}, err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return FileInfo{}, fmt.Errorf("stat %s: %w", k, notFound(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return FileInfo{}, fmt.Errorf("stat %s: %w", k, synkfs.ErrNotFound)
+	}
+	return b.info(k, rel, fi), nil
+}
+
+// Get reads k's file.
+func (b *StoreBackend) Get(k synkfs.Key) ([]byte, FileInfo, error) {
+	rel, p, err := b.path(k)
+	if err != nil {
+		return nil, FileInfo{}, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, FileInfo{}, fmt.Errorf("get %s: %w", k, notFound(err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, FileInfo{}, fmt.Errorf("get %s: %w", k, err)
+	}
+	data := make([]byte, 0, fi.Size())
+	buf := bytes.NewBuffer(data)
+	if _, err := buf.ReadFrom(f); err != nil {
+		return nil, FileInfo{}, fmt.Errorf("get %s: %w", k, err)
+	}
+	info := b.info(k, rel, fi)
+	info.Size = int64(buf.Len())
+	return buf.Bytes(), info, nil
+}
+
+// validate returns content's canonical body, or the reason it is not a
+// valid record of key k (the rules fsstore applies to record files).
+func (b *StoreBackend) validate(k synkfs.Key, content []byte) ([]byte, string) {
+	if int64(len(content)) > b.max {
+		return nil, fmt.Sprintf("file is %d bytes, over the %d byte limit", len(content), b.max)
+	}
+	body, err := merge.CanonicalObject(content)
+	if err != nil {
+		return nil, "invalid JSON: " + err.Error()
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return nil, "invalid JSON: " + err.Error()
+	}
+	for _, f := range []struct{ name, want string }{{synkfs.FieldType, k.Type}, {synkfs.FieldID, k.ID}} {
+		raw, ok := fields[f.name]
+		if !ok {
+			continue
+		}
+		var got string
+		if err := json.Unmarshal(raw, &got); err != nil || got != f.want {
+			return nil, fmt.Sprintf("field %q is %s but the file's path says %q", f.name, raw, f.want)
+		}
+	}
+	return body, ""
+}
+
+// Put saves content as k's file: a valid record becomes one batch at the
+// next store version, anything else a bad entry in the tree.
+func (b *StoreBackend) Put(ctx context.Context, k synkfs.Key, content []byte) error {
+	rel, p, err := b.path(k)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	body, reason := b.validate(k, content)
+	if reason != "" {
+		if err := writeAtomic(p, content); err != nil {
+			return fmt.Errorf("save %s: %w", k, err)
+		}
+		b.bad[rel] = reason
+		return nil
+	}
+	_, wasBad := b.bad[rel]
+	if c, ok := b.store.Lookup(k); ok && !c.Deleted && !wasBad {
+		if cur, err := b.store.Get(k); err == nil && bytes.Equal(cur.Body, body) {
+			return nil // the same record, perhaps reformatted: no change
+		}
+	}
+	v := b.store.Version() + 1
+	err = b.store.Apply(ctx, synkfs.Batch{Version: v, Puts: []synkfs.Record{{Key: k, Version: v, Body: body}}})
+	if err != nil {
+		return fmt.Errorf("save %s: %w", k, err)
+	}
+	delete(b.bad, rel)
+	return nil
+}
+
+// Delete removes k's record, or its bad entry.
+func (b *StoreBackend) Delete(ctx context.Context, k synkfs.Key) error {
+	rel, p, err := b.path(k)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if c, ok := b.store.Lookup(k); ok && !c.Deleted {
+		v := b.store.Version() + 1
+		if err := b.store.Apply(ctx, synkfs.Batch{Version: v, Deletes: []synkfs.Tombstone{{Key: k, Version: v}}}); err != nil {
+			return fmt.Errorf("delete %s: %w", k, err)
+		}
+	} else if err := os.Remove(p); err != nil {
+		return fmt.Errorf("delete %s: %w", k, notFound(err))
+	}
+	delete(b.bad, rel)
+	return nil
+}
+
+// MakeType makes the type folder.
+func (b *StoreBackend) MakeType(typ string) error {
+	name := fsstore.EscapeName(typ)
+	if typ == "" || len(name) > fsstore.MaxNameLen {
+		return fmt.Errorf("make type %q: %w", typ, ErrInvalid)
+	}
+	if err := os.Mkdir(filepath.Join(b.root, name), 0o755); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("make type %s: %w", typ, ErrExist)
+		}
+		return fmt.Errorf("make type %s: %w", typ, err)
+	}
+	return nil
+}
+
+// RemoveType removes the type folder if it holds no file at all.
+func (b *StoreBackend) RemoveType(typ string) error {
+	dir := filepath.Join(b.root, fsstore.EscapeName(typ))
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("remove type %s: %w", typ, notFound(err))
+	}
+	for _, e := range ents {
+		if ok, _ := filepath.Match(".synk-*.tmp", e.Name()); !ok {
+			return fmt.Errorf("remove type %s: %w", typ, ErrNotEmpty)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove type %s: %w", typ, err)
+	}
+	return nil
+}
+
+// storeStatus is the status StoreBackend reports.
+type storeStatus struct {
+	Dir        string `json:"dir"`
+	Server     string `json:"server"`
+	Connection string `json:"connection"`
+	Version    uint64 `json:"localVersion"`
+	Records    int    `json:"records"`
+	Bad        int    `json:"badEntries"`
+}
+
+// Status reports the store: there is no server.
+func (b *StoreBackend) Status() ([]byte, error) {
+	b.mu.Lock()
+	n := len(b.bad)
+	b.mu.Unlock()
+	st := storeStatus{Dir: b.root, Connection: "local only (no --server)", Version: b.store.Version(), Records: b.store.Count(), Bad: n}
+	return json.MarshalIndent(st, "", "  ")
+}
+
+// Conflicts returns none: without a server nothing conflicts.
+func (b *StoreBackend) Conflicts() ([]Problem, error) { return []Problem{}, nil }
+
+// BadEntries lists the files that are not valid records.
+func (b *StoreBackend) BadEntries() ([]Problem, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]Problem, 0, len(b.bad))
+	for rel, reason := range b.bad {
+		k, _ := fsstore.PathKey(rel)
+		out = append(out, Problem{Path: rel, Key: k, Reason: reason})
+	}
+	slices.SortFunc(out, func(a, b Problem) int { return cmpString(a.Path, b.Path) })
+	return out, nil
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Watch registers fn for changes applied with ApplyRemote.
+func (b *StoreBackend) Watch(fn func([]synkfs.Key)) func() {
+	b.wmu.Lock()
+	id := b.nextW
+	b.nextW++
+	b.watchers[id] = fn
+	b.wmu.Unlock()
+	return func() {
+		b.wmu.Lock()
+		delete(b.watchers, id)
+		b.wmu.Unlock()
+	}
+}
+
+// ApplyRemote applies a batch made elsewhere (as the sync engine applies
+// what a server sent) and tells the watchers which keys changed. A batch
+// version of 0 means the next store version, for every put and delete.
+func (b *StoreBackend) ApplyRemote(ctx context.Context, batch synkfs.Batch) error {
+	b.mu.Lock()
+	if batch.Version == 0 {
+		batch.Version = b.store.Version() + 1
+		for i := range batch.Puts {
+			batch.Puts[i].Version = batch.Version
+		}
+		for i := range batch.Deletes {
+			batch.Deletes[i].Version = batch.Version
+		}
+	}
+	err := b.store.Apply(ctx, batch)
+	keys := make([]synkfs.Key, 0, len(batch.Puts)+len(batch.Deletes))
+	for _, r := range batch.Puts {
+		keys = append(keys, r.Key)
+		if rel, err := fsstore.KeyPath(r.Key); err == nil {
+			delete(b.bad, rel)
+		}
+	}
+	for _, d := range batch.Deletes {
+		keys = append(keys, d.Key)
+	}
+	b.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("apply remote batch: %w", err)
+	}
+	b.wmu.Lock()
+	fns := make([]func([]synkfs.Key), 0, len(b.watchers))
+	for _, fn := range b.watchers {
+		fns = append(fns, fn)
+	}
+	b.wmu.Unlock()
+	for _, fn := range fns {
+		fn(keys)
+	}
+	return nil
+}
+
+// notFound adds synkfs.ErrNotFound to a file-not-found error.
+func notFound(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %w", synkfs.ErrNotFound, err)
+	}
+	return err
+}
+
+// writeAtomic writes data to path through a temporary file in the same
+// folder (named as fsstore names its own, so it is never a record) and a
+// rename. It does not fsync: a bad entry is the user's unfinished work and
+// the journal does not cover it, the same as a file saved in a synced
+// folder.
+func writeAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := filepath.Join(dir, ".synk-"+hex.EncodeToString(rnd[:])+".tmp")
+	err := os.WriteFile(tmp, data, 0o644)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	return err
+}
