@@ -337,9 +337,12 @@ func (c *client) changes(m *wire.Changes) bool {
 			defer c.s.broadcast(committed) // after this client's reply is queued
 		}
 	}
-	if c.enqueue(outItem{pull: true, from: m.Version}) {
-		c.ready.Store(true)
-	}
+	// Ready before the pull is queued: a commit broadcast between the
+	// writer sending this reply and a later Store(true) would otherwise be
+	// lost. A notify that races the reply is harmless: the writer sends
+	// queued replies first and skips notifies the reply already covered.
+	c.ready.Store(true)
+	c.enqueue(outItem{pull: true, from: m.Version})
 	return true
 }
 
