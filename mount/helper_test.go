@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,6 +44,32 @@ type dump struct {
 	Version uint64                `json:"version"`
 	Records map[string]dumpRecord `json:"records"` // by "type/id"
 	Bad     []mount.Problem       `json:"bad"`
+	// Puts and Deletes count the mount's calls of the Backend.
+	Puts    int `json:"puts"`
+	Deletes int `json:"deletes"`
+}
+
+// counting passes every call to the real StoreBackend and counts the
+// saves and deletes the mount asks for: one save must be one Put, even
+// where the store would absorb a repeated one.
+type counting struct {
+	*mount.StoreBackend
+	mu            sync.Mutex
+	puts, deletes int
+}
+
+func (c *counting) Put(ctx context.Context, k synkfs.Key, content []byte) error {
+	c.mu.Lock()
+	c.puts++
+	c.mu.Unlock()
+	return c.StoreBackend.Put(ctx, k, content)
+}
+
+func (c *counting) Delete(ctx context.Context, k synkfs.Key) error {
+	c.mu.Lock()
+	c.deletes++
+	c.mu.Unlock()
+	return c.StoreBackend.Delete(ctx, k)
 }
 
 type dumpRecord struct {
@@ -76,11 +103,12 @@ func runChild(kind string) int {
 		return 1
 	}
 	defer st.Close()
-	b, err := mount.NewStoreBackend(st, 0)
+	sb, err := mount.NewStoreBackend(st, 0)
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
 	}
+	b := &counting{StoreBackend: sb}
 	var grace time.Duration
 	if g := os.Getenv(childGraceEnv); g != "" {
 		grace, _ = time.ParseDuration(g)
@@ -124,7 +152,7 @@ func runChild(kind string) int {
 			if err != nil {
 				// A bad entry makes Scan fail; list record by record.
 				recs = nil
-				for _, t := range mustTypes(b) {
+				for _, t := range mustTypes(sb) {
 					ents, _ := b.List(t)
 					for _, e := range ents {
 						if r, err := st.Get(synkfs.Key{Type: t, ID: e.ID}); err == nil {
@@ -137,6 +165,9 @@ func runChild(kind string) int {
 				d.Records[r.Key.Path()] = dumpRecord{Version: r.Version, Body: string(r.Body)}
 			}
 			d.Bad, _ = b.BadEntries()
+			b.mu.Lock()
+			d.Puts, d.Deletes = b.puts, b.deletes
+			b.mu.Unlock()
 			_ = enc.Encode(d)
 		case "put", "delete":
 			var r synkfs.Record

@@ -95,6 +95,16 @@ func oneVersion(t *testing.T, a, b dump) {
 	}
 }
 
+// oneSave checks that between a and b the mount saved exactly once and
+// deleted nothing, and that the save made one new version.
+func oneSave(t *testing.T, a, b dump) {
+	t.Helper()
+	oneVersion(t, a, b)
+	if b.Puts-a.Puts != 1 || b.Deletes != a.Deletes {
+		t.Fatalf("the mount made %d saves and %d deletes, want one save", b.Puts-a.Puts, b.Deletes-a.Deletes)
+	}
+}
+
 func listDir(t *testing.T, dir string) []string {
 	t.Helper()
 	ents, err := os.ReadDir(dir)
@@ -142,7 +152,7 @@ func TestMountOperations(t *testing.T) {
 		before := c.dump()
 		save(t, filepath.Join(notes, "a.json"), `{"title": "first", "n": 1}`)
 		after := c.dump()
-		oneVersion(t, before, after)
+		oneSave(t, before, after)
 		expectRecord(t, after, "notes/a", `{"n":1,"title":"first"}`)
 		if got := readFile(t, filepath.Join(notes, "a.json")); got != "{\n  \"n\": 1,\n  \"title\": \"first\"\n}\n" {
 			t.Fatalf("read back %q", got)
@@ -171,7 +181,7 @@ func TestMountOperations(t *testing.T) {
 		}
 		closeFD(t, fd)
 		after := c.dump()
-		oneVersion(t, before, after)
+		oneSave(t, before, after)
 		expectRecord(t, after, "notes/a", `{"n":2,"title":"second"}`)
 	})
 
@@ -179,7 +189,7 @@ func TestMountOperations(t *testing.T) {
 		before := c.dump()
 		save(t, filepath.Join(notes, "a.json"), `{"n": 3}`+"\n")
 		after := c.dump()
-		oneVersion(t, before, after)
+		oneSave(t, before, after)
 		expectRecord(t, after, "notes/a", `{"n":3}`)
 	})
 
@@ -191,7 +201,7 @@ func TestMountOperations(t *testing.T) {
 		mustOK(t, "fsync", syscall.Fsync(fd))
 		closeFD(t, fd)
 		after := c.dump()
-		oneVersion(t, before, after)
+		oneSave(t, before, after)
 		expectRecord(t, after, "notes/a", `{"n":4}`)
 	})
 
@@ -200,8 +210,8 @@ func TestMountOperations(t *testing.T) {
 		before := c.dump()
 		save(t, p, `{"a": 1,`)
 		mid := c.dump()
-		if mid.Version != before.Version {
-			t.Fatalf("an invalid save made a version")
+		if mid.Version != before.Version || mid.Puts != before.Puts+1 {
+			t.Fatalf("an invalid save: version %d -> %d, %d saves; want no version, one save", before.Version, mid.Version, mid.Puts-before.Puts)
 		}
 		if len(mid.Bad) != 1 || mid.Bad[0].Path != "notes/b.json" {
 			t.Fatalf("bad entries %+v, want notes/b.json", mid.Bad)
@@ -218,7 +228,7 @@ func TestMountOperations(t *testing.T) {
 		write(t, fd, ` "b": 2}`)
 		closeFD(t, fd)
 		after := c.dump()
-		oneVersion(t, mid, after)
+		oneSave(t, mid, after)
 		expectRecord(t, after, "notes/b", `{"a":1,"b":2}`)
 		if len(after.Bad) != 0 {
 			t.Fatalf("fixed entry still bad: %+v", after.Bad)
@@ -232,6 +242,9 @@ func TestMountOperations(t *testing.T) {
 		mustOK(t, "unlink", syscall.Unlink(p))
 		after := c.dump()
 		oneVersion(t, before, after)
+		if after.Deletes != before.Deletes+1 || after.Puts != before.Puts {
+			t.Fatalf("unlink made %d saves and %d deletes", after.Puts-before.Puts, after.Deletes-before.Deletes)
+		}
 		expectNoRecord(t, after, "notes/gone")
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("stat after unlink: %v", err)
