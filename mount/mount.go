@@ -128,6 +128,7 @@ type Server struct {
 	done      chan struct{}
 	stopWatch func()
 
+	served    chan struct{} // closed once the file system is unmounted
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -178,6 +179,8 @@ func Mount(mountpoint string, b Backend, opts *Options) (*Server, error) {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	s.fuse = srv
+	s.served = make(chan struct{})
+	go func() { srv.Wait(); close(s.served) }()
 	go s.notifier()
 	s.stopWatch = b.Watch(s.changed)
 	return s, nil
@@ -188,7 +191,7 @@ func (s *Server) Mountpoint() string { return s.mountpoint }
 
 // Wait blocks until the file system is unmounted (by Unmount, or by
 // someone running umount).
-func (s *Server) Wait() { s.fuse.Wait() }
+func (s *Server) Wait() { <-s.served }
 
 // Unmount applies the delayed deletes, unmounts and stops the server's
 // goroutines. Files still open make the unmount fail with EBUSY at first;
@@ -199,25 +202,41 @@ func (s *Server) Unmount() error {
 		s.stopWatch()
 		s.flushHidden()
 		var err error
-		for i := 0; i < 20; i++ {
+		for i := 0; i < 20 && !s.unmounted(); i++ {
 			if err = s.fuse.Unmount(); err == nil {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		if err != nil {
+		if err != nil && !s.unmounted() {
 			s.log.Warn("unmount failed; detaching lazily", "mountpoint", s.mountpoint, "err", err)
-			if derr := unix.Unmount(s.mountpoint, unix.MNT_DETACH); derr == nil {
-				err = nil
-			}
+			err = unix.Unmount(s.mountpoint, unix.MNT_DETACH)
+		} else {
+			err = nil
 		}
 		close(s.stop)
 		<-s.done
 		if err != nil {
 			s.closeErr = fmt.Errorf("unmount %s: %w", s.mountpoint, err)
+			return
+		}
+		select {
+		case <-s.served:
+		case <-time.After(5 * time.Second):
+			// Lazily detached with files still open: the server stops
+			// when the last of them is closed.
 		}
 	})
 	return s.closeErr
+}
+
+func (s *Server) unmounted() bool {
+	select {
+	case <-s.served:
+		return true
+	default:
+		return false
+	}
 }
 
 // RecoverStale detaches a dead FUSE mount at mountpoint: one whose server
