@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -210,4 +211,88 @@ func (r *Replica) evictBad(k synkfs.Key) error {
 	r.log.Warn("a remote change replaced an invalid local file; its content is kept", "path", rel, "kept", saved)
 	delete(r.bad, rel)
 	return nil
+}
+
+// Racy saves.
+//
+// The store takes a file whose size and mtime match what it last wrote as
+// unchanged without reading it. A save of the same size within the file
+// system's timestamp granularity (a few milliseconds) after the store
+// wrote the file keeps its mtime, and a scan misses it. The replica
+// remembers the bodies it had written in the last racyWindow; for a path
+// the watcher reports, it compares the file with that body, and stages a
+// difference the scan missed.
+
+// racyWindow is how long after a write a same-size save may share its
+// mtime; generous against coarse file system clocks.
+const racyWindow = 2 * time.Second
+
+type recentWrite struct {
+	hash [32]byte
+	at   time.Time
+}
+
+// noteWrites remembers the bodies just written. r.mu must be held.
+func (r *Replica) noteWrites(puts []synkfs.Record) {
+	now := time.Now()
+	for k, w := range r.recent {
+		if now.Sub(w.at) > racyWindow {
+			delete(r.recent, k)
+		}
+	}
+	for _, p := range puts {
+		r.recent[p.Key] = recentWrite{hash: sha256.Sum256(p.Body), at: now}
+	}
+}
+
+// ScanPaths stages the local changes behind the paths the watcher
+// reported: a scan, plus a content check of recently written files whose
+// size and mtime could not tell (see above).
+func (r *Replica) ScanPaths(paths []string) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return errClosed
+	}
+	n, err := r.scanLocked()
+	if err == nil {
+		var m int
+		m, err = r.stageRacy(paths)
+		n += m
+	}
+	cl := r.cl
+	r.mu.Unlock()
+	if n > 0 && cl != nil {
+		cl.Kick()
+	}
+	return err
+}
+
+// stageRacy stages edits to recently written files that a scan missed.
+// r.mu must be held.
+func (r *Replica) stageRacy(paths []string) (int, error) {
+	var rep fsstore.Report
+	now := time.Now()
+	for _, p := range paths {
+		k, err := fsstore.PathKey(p)
+		if err != nil {
+			continue
+		}
+		w, ok := r.recent[k]
+		if !ok || now.Sub(w.at) > racyWindow {
+			continue
+		}
+		rec, err := r.store.Get(k)
+		if err != nil || sha256.Sum256(rec.Body) == w.hash {
+			continue
+		}
+		if c, ok := r.store.Lookup(k); ok && !c.Deleted {
+			rec.Version = c.Version
+			rep.Edited = append(rep.Edited, rec)
+		}
+	}
+	if len(rep.Edited) == 0 {
+		return 0, nil
+	}
+	return r.stageReport(&rep)
 }

@@ -45,8 +45,8 @@ func (r *Replica) NextBatch() (client.Batch, bool) {
 			break
 		}
 		var base uint64
-		if c, ok := r.store.Lookup(e.Key); ok && !e.Fresh {
-			base = c.Version
+		if v, ok := r.baseVersion(e.Key); ok && !e.Fresh {
+			base = v
 		}
 		if e.Deleted {
 			b.Delete = append(b.Delete, synkfs.Tombstone{Key: e.Key, Version: base})
@@ -158,20 +158,14 @@ func (r *Replica) ackOnce(b client.Batch, ack *wire.Ack) error {
 		res, failed := results[c.key]
 		switch {
 		case ack.Duplicate || !failed || res.Status == wire.StatusApplied:
-			if c.deleted {
-				nb.Meta[baseKey(c.key)] = nil
-			} else {
-				nb.Meta[baseKey(c.key)] = c.body
-			}
+			// The server now holds what we sent. Only the base moves:
+			// the file already holds it (or a newer edit), and is not
+			// rewritten. After a duplicate ack the version is unknown;
+			// the changes that follow bring it.
 			if !ack.Duplicate && ack.Version > 0 {
-				if c.deleted {
-					nb.Deletes = append(nb.Deletes, synkfs.Tombstone{Key: c.key, Version: ack.Version})
-				} else if !e.Again {
-					nb.Puts = append(nb.Puts, synkfs.Record{Key: c.key, Version: ack.Version, Body: c.body})
-				} else if cur, err := r.store.Get(c.key); err == nil {
-					cur.Version = ack.Version
-					nb.Puts = append(nb.Puts, cur)
-				}
+				setBase(&nb, c.key, ack.Version, c.body)
+			} else if v, ok := r.baseVersion(c.key); ok {
+				setBase(&nb, c.key, v, c.body)
 			}
 			done(e)
 			events = append(events, Event{Kind: EventPushed, Key: c.key, Deleted: c.deleted})

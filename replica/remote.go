@@ -73,16 +73,12 @@ func (r *Replica) applyRemoteOnce(epoch string, ch *wire.Changes) ([]Event, erro
 			events = append(events, ev)
 			return nil
 		}
-		cur, known := r.store.Lookup(k)
-		if known && cur.Version >= theirs.Version {
+		if v, known := r.baseVersion(k); known && v >= theirs.Version {
 			return nil // already applied (our own change coming back, or a repeat)
 		}
-		if deleted {
-			if !known || cur.Deleted {
-				nb.Deletes = append(nb.Deletes, synkfs.Tombstone{Key: k, Version: theirs.Version})
-				nb.Meta[baseKey(k)] = nil
-				return nil
-			}
+		if cur, live := r.store.Lookup(k); deleted && (!live || cur.Deleted) {
+			setBase(&nb, k, theirs.Version, nil) // nothing to remove here
+			return nil
 		}
 		r.takeTheirs(&nb, theirs, deleted)
 		events = append(events, Event{Kind: EventPulled, Key: k, Deleted: deleted})
@@ -115,7 +111,7 @@ func (r *Replica) applyRemoteOnce(epoch string, ch *wire.Changes) ([]Event, erro
 func (r *Replica) takeTheirs(nb *synkfs.Batch, theirs synkfs.Record, deleted bool) {
 	if deleted {
 		nb.Deletes = append(nb.Deletes, synkfs.Tombstone{Key: theirs.Key, Version: theirs.Version})
-		nb.Meta[baseKey(theirs.Key)] = nil
+		setBase(nb, theirs.Key, theirs.Version, nil)
 		return
 	}
 	body := theirs.Body
@@ -126,7 +122,7 @@ func (r *Replica) takeTheirs(nb *synkfs.Batch, theirs synkfs.Record, deleted boo
 		body = c
 	}
 	nb.Puts = append(nb.Puts, synkfs.Record{Key: theirs.Key, Version: theirs.Version, Body: body})
-	nb.Meta[baseKey(theirs.Key)] = body
+	setBase(nb, theirs.Key, theirs.Version, body)
 }
 
 // settle decides a record with the local change e against the server's
@@ -156,7 +152,7 @@ func (r *Replica) settle(nb *synkfs.Batch, e *stageEntry, theirs synkfs.Record, 
 		ev.Kind, ev.Message = EventPulled, "deleted on both sides"
 		return ev, nil
 	case !oursDeleted && !theirsDeleted && merge.Equal(ours, theirs.Body):
-		r.takeTheirs(nb, theirs, false)
+		setBase(nb, k, theirs.Version, ours) // the file already holds it
 		unstage()
 		ev.Kind, ev.Message = EventPushed, "same on both sides"
 		return ev, nil
@@ -213,16 +209,12 @@ func (r *Replica) settle(nb *synkfs.Batch, e *stageEntry, theirs synkfs.Record, 
 		} else {
 			ev.Message = "client wins; the record is created again"
 		}
-		// Keep ours, now based on the server's version, and send it again.
-		if oursDeleted {
-			nb.Deletes = append(nb.Deletes, synkfs.Tombstone{Key: k, Version: theirs.Version})
-		} else {
-			nb.Puts = append(nb.Puts, synkfs.Record{Key: k, Version: theirs.Version, Body: ours})
-		}
+		// Keep ours, now based on the server's version, and send it
+		// again; the file stays as it is.
 		if theirsDeleted {
-			nb.Meta[baseKey(k)] = nil
+			setBase(nb, k, theirs.Version, nil)
 		} else {
-			nb.Meta[baseKey(k)] = theirs.Body
+			setBase(nb, k, theirs.Version, theirs.Body)
 		}
 		e.Batch, e.Again, e.Fresh = 0, false, false
 	default: // KeepBoth
@@ -355,7 +347,7 @@ func (r *Replica) ApplySnapshot(ctx context.Context, s *client.Snapshot) error {
 				continue
 			}
 			nb.Deletes = append(nb.Deletes, synkfs.Tombstone{Key: rec.Key, Version: s.Version})
-			nb.Meta[baseKey(rec.Key)] = nil
+			setBase(&nb, rec.Key, s.Version, nil)
 		}
 		if len(recs) < 1000 {
 			break
@@ -393,12 +385,13 @@ func (r *Replica) snapshotPage(page []synkfs.Record, newHistory bool) ([]Event, 
 			events = append(events, ev)
 			continue
 		}
-		cur, known := r.store.Lookup(rec.Key)
-		if known && !cur.Deleted && cur.Version == rec.Version && !newHistory {
+		if v, known := r.baseVersion(rec.Key); known && v == rec.Version && !newHistory {
 			continue
 		}
-		if known && !cur.Deleted {
-			if local, err := r.store.Get(rec.Key); err == nil && merge.Equal(local.Body, rec.Body) && cur.Version == rec.Version {
+		if cur, ok := r.store.Lookup(rec.Key); ok && !cur.Deleted {
+			if local, err := r.store.Get(rec.Key); err == nil && merge.Equal(local.Body, rec.Body) {
+				// Same body: only the base moves, the file stays.
+				setBase(&nb, rec.Key, rec.Version, local.Body)
 				continue
 			}
 		}

@@ -31,6 +31,7 @@
 package replica
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,6 +81,7 @@ func ParseStrategy(s string) (Strategy, error) {
 // Defaults for Options.
 const (
 	DefaultVerifyEvery  = 30 * time.Second
+	DefaultDebounce     = 15 * time.Millisecond
 	DefaultMaxBatch     = 1000
 	DefaultMaxBatchSize = 1 << 20
 	// massDeleteMin is the smallest folder the mass-delete guard protects.
@@ -103,6 +105,11 @@ type Options struct {
 	// OnProgress, if set, is called during a snapshot with the number of
 	// records applied so far; done is true after the last page.
 	OnProgress func(records int, done bool)
+	// Debounce is how long a changed file must stay quiet before it is
+	// staged (long enough that a half-written file is not sent; a save
+	// caught mid-write is a bad entry until it settles, never sent).
+	// 0 means DefaultDebounce.
+	Debounce time.Duration
 	// VerifyEvery is the period of the verification scan that catches
 	// what the watcher missed. 0 means DefaultVerifyEvery.
 	VerifyEvery time.Duration
@@ -132,6 +139,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if opts.VerifyEvery <= 0 {
 		opts.VerifyEvery = DefaultVerifyEvery
+	}
+	if opts.Debounce <= 0 {
+		opts.Debounce = DefaultDebounce
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = DefaultMaxBatch
@@ -220,9 +230,10 @@ type Replica struct {
 	bad    map[string]string // path -> reason, as last reported
 	paused int               // deletes held back by the guard
 	single int               // batches to send one record at a time
-	watch  string            // watcher mode, "" when not watching
-	cl     *client.Client    // for Kick and State; nil until Attach
-	server string            // for Status
+	recent map[synkfs.Key]recentWrite
+	watch  string         // watcher mode, "" when not watching
+	cl     *client.Client // for Kick and State; nil until Attach
+	server string         // for Status
 	closed bool
 
 	statusMu    sync.Mutex // guards the two below and the file
@@ -260,6 +271,7 @@ func Open(root string, opts *Options) (*Replica, error) {
 		store:       s,
 		stage:       map[synkfs.Key]*stageEntry{},
 		bad:         map[string]string{},
+		recent:      map[synkfs.Key]recentWrite{},
 		statusDirty: make(chan struct{}, 1),
 	}
 	if err := r.load(); err != nil {
@@ -379,6 +391,7 @@ func (r *Replica) applyWith(b synkfs.Batch, sealed *client.Batch, o fsstore.Appl
 	if err := r.store.ApplyWith(bgctx, b, o); err != nil {
 		return err
 	}
+	r.noteWrites(b.Puts)
 	r.markStatus()
 	return nil
 }
@@ -392,13 +405,41 @@ func baseKey(k synkfs.Key) string {
 	return metaBase + p
 }
 
-// base returns the body last agreed with the server for k (nil if none).
+// A base is stored as the record's server version (8 bytes, big endian)
+// followed by its body; no body means the server has it deleted. The
+// version is the base of the next push, kept here rather than in the
+// store's index so that learning it never rewrites the user's file.
+
+// setBase records in nb that the server holds body (nil: a tombstone) at
+// version for k.
+func setBase(nb *synkfs.Batch, k synkfs.Key, version uint64, body []byte) {
+	if nb.Meta == nil {
+		nb.Meta = map[string][]byte{}
+	}
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(body)), version)
+	nb.Meta[baseKey(k)] = append(v, body...)
+}
+
+// base returns the body last agreed with the server for k (nil if none or
+// deleted).
 func (r *Replica) base(k synkfs.Key) []byte {
 	b, ok := r.store.Meta(baseKey(k))
-	if !ok {
+	if !ok || len(b) <= 8 {
 		return nil
 	}
-	return b
+	return b[8:]
+}
+
+// baseVersion returns the server version of k last seen, and whether one
+// is known.
+func (r *Replica) baseVersion(k synkfs.Key) (uint64, bool) {
+	if b, ok := r.store.Meta(baseKey(k)); ok && len(b) >= 8 {
+		return binary.BigEndian.Uint64(b), true
+	}
+	if c, ok := r.store.Lookup(k); ok {
+		return c.Version, true
+	}
+	return 0, false
 }
 
 func (r *Replica) emit(ev Event) {

@@ -27,12 +27,12 @@ type testServer struct {
 	url string
 }
 
-func newServer(t *testing.T) *testServer {
+func newServer(t testing.TB) *testServer {
 	t.Helper()
 	return newServerOpts(t, nil)
 }
 
-func newServerOpts(t *testing.T, opts *server.Options) *testServer {
+func newServerOpts(t testing.TB, opts *server.Options) *testServer {
 	t.Helper()
 	srv := server.New(memstore.New(), opts)
 	hs := httptest.NewServer(srv)
@@ -47,7 +47,7 @@ func newServerOpts(t *testing.T, opts *server.Options) *testServer {
 
 // side is one synced folder with its replica and client.
 type side struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 	r   *Replica
 	c   *client.Client
@@ -55,7 +55,7 @@ type side struct {
 	opt Options
 }
 
-func newSide(t *testing.T, url string, opts *Options) *side {
+func newSide(t testing.TB, url string, opts *Options) *side {
 	t.Helper()
 	s := &side{t: t, dir: t.TempDir(), url: url}
 	if opts != nil {

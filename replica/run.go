@@ -26,7 +26,7 @@ const statusEvery = 200 * time.Millisecond
 // error if the watcher cannot start.
 func (r *Replica) Run(ctx context.Context, c *client.Client) error {
 	r.Attach(c)
-	w, err := watch.New(r.root, &watch.Options{Ignore: r.ignored, Logger: r.log})
+	w, err := watch.New(r.root, &watch.Options{Ignore: r.ignored, Debounce: r.opts.Debounce, Logger: r.log})
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func (r *Replica) Run(ctx context.Context, c *client.Client) error {
 			wg.Wait()
 			r.writeStatusNow()
 			return nil
-		case _, ok := <-w.Events():
+		case ev, ok := <-w.Events():
 			if !ok {
 				cancel()
 				wg.Wait()
@@ -66,7 +66,7 @@ func (r *Replica) Run(ctx context.Context, c *client.Client) error {
 			r.setWatch(w.Mode())
 			// Events are hints; a scan is the truth. The scan compares
 			// size and mtime first, so an unchanged file costs a stat.
-			if err := r.Scan(); err != nil && !errors.Is(err, errClosed) {
+			if err := r.ScanPaths(ev.Paths); err != nil && !errors.Is(err, errClosed) {
 				r.log.Error("scan the folder", "err", err)
 			}
 		case <-verify.C:
