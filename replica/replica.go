@@ -222,6 +222,7 @@ type Replica struct {
 	opts  Options
 	log   *slog.Logger
 	store *fsstore.Store
+	lock  *os.File // held while open: one process per folder
 
 	mu     sync.Mutex
 	st     state
@@ -253,6 +254,10 @@ func Open(root string, opts *Options) (*Replica, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", root, err)
 	}
+	lock, err := lockFolder(abs)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", root, err)
+	}
 	so := fsstore.Options{Logger: o.Logger}
 	if o.Store != nil {
 		so = *o.Store
@@ -262,6 +267,7 @@ func Open(root string, opts *Options) (*Replica, error) {
 	}
 	s, err := fsstore.Open(abs, &so)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("open %s: %w", root, err)
 	}
 	r := &Replica{
@@ -269,6 +275,7 @@ func Open(root string, opts *Options) (*Replica, error) {
 		opts:        o,
 		log:         o.Logger,
 		store:       s,
+		lock:        lock,
 		stage:       map[synkfs.Key]*stageEntry{},
 		bad:         map[string]string{},
 		recent:      map[synkfs.Key]recentWrite{},
@@ -276,6 +283,7 @@ func Open(root string, opts *Options) (*Replica, error) {
 	}
 	if err := r.load(); err != nil {
 		_ = s.Close()
+		lock.Close()
 		return nil, fmt.Errorf("open %s: %w", root, err)
 	}
 	return r, nil
@@ -337,7 +345,9 @@ func (r *Replica) Close() error {
 	r.closed = true
 	r.mu.Unlock()
 	r.writeStatusNow()
-	return r.store.Close()
+	err := r.store.Close()
+	r.lock.Close()
+	return err
 }
 
 // apply commits b at the store's version together with the replica's state

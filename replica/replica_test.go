@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http/httptest"
@@ -689,4 +690,20 @@ func TestQuarantine(t *testing.T) {
 	if st := a.r.Status(); len(st.Quarantined) != 0 {
 		t.Fatalf("quarantine not cleared: %+v", st.Quarantined)
 	}
+}
+
+func TestOneProcessPerFolder(t *testing.T) {
+	srv := newServer(t)
+	a := newSide(t, srv.url, nil)
+	if _, err := Open(a.dir, nil); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second open: %v, want ErrBusy", err)
+	}
+	if err := a.r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(a.dir, nil)
+	if err != nil {
+		t.Fatalf("open after close: %v", err)
+	}
+	a.r = r
 }
