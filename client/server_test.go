@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/synkfs/synkfs"
 	"github.com/synkfs/synkfs/client"
 	"github.com/synkfs/synkfs/client/memreplica"
 	"github.com/synkfs/synkfs/memstore"
@@ -88,6 +89,37 @@ func TestServerExactlyOnceAcrossReconnect(t *testing.T) {
 	}
 	if rec, ok := r.Get(key("1")); !ok || rec.Version != before+1 {
 		t.Errorf("replica has %+v, want version %d", rec, before+1)
+	}
+}
+
+// A batch with a conflict whose ack is lost: the client resends it after
+// reconnecting and the server's duplicate ack still reports the conflict.
+func TestServerLostAckStillReportsConflict(t *testing.T) {
+	checkLeaks(t)
+	addr, store := realServer(t)
+	px := newProxy(t, addr)
+	r := memreplica.New()
+	c := start(t, fast(px.url(), "a"), r)
+	wait(t, "the first sync", func() bool { return c.c.State().Connected && cursorAt(r, store.Version()) })
+
+	// Another writer creates note/1 behind the replica's back, unseen.
+	px.set(func(p *proxy) { p.dropDown = true })
+	before := store.Version()
+	if err := store.Apply(context.Background(), synkfs.Batch{Version: before + 1, Puts: []synkfs.Record{{Key: key("1"), Version: before + 1, Body: []byte(`{"by":"other"}`)}}}); err != nil {
+		t.Fatal(err)
+	}
+	r.Put(key("1"), `{"by":"a"}`) // a create: conflicts
+	r.Put(key("2"), `{"by":"a"}`) // applies
+	wait(t, "the server to apply the batch", func() bool { return store.Version() == before+2 })
+	px.cut()
+	px.set(func(p *proxy) { p.dropDown = false })
+	wait(t, "the batch to be settled", func() bool { return r.Pending() == 0 && cursorAt(r, before+2) })
+	if dup, _ := r.Stats(); dup != 1 {
+		t.Errorf("duplicate acks = %d, want 1", dup)
+	}
+	cs := r.Conflicts()
+	if len(cs) != 1 || cs[0].Key != key("1") || cs[0].Current == nil || string(cs[0].Current.Body) != `{"by":"other"}` {
+		t.Fatalf("conflicts = %+v; want note/1 against the other writer's record", cs)
 	}
 }
 

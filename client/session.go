@@ -270,8 +270,10 @@ func (s *session) handshake(ctx context.Context) error {
 		"version", version, "resync", w.Resync, "last_batch", w.LastBatch)
 
 	// Batches the server already applied leave the stage before a snapshot
-	// may re-stage the rest.
-	if err := s.dropApplied(ctx); err != nil {
+	// may re-stage the rest. Without a snapshot, the last one stays: it is
+	// resent, and the server's duplicate ack repeats its results (its ack
+	// may be the one that was lost).
+	if err := s.dropApplied(ctx, w.Resync); err != nil {
 		return err
 	}
 	if w.Resync {
@@ -283,11 +285,12 @@ func (s *session) handshake(ctx context.Context) error {
 }
 
 // dropApplied acknowledges, as duplicates, staged batches the server
-// reported as applied in the welcome.
-func (s *session) dropApplied(ctx context.Context) error {
+// reported as applied in the welcome: those below lastBatch, and the one
+// equal to it too when all is true.
+func (s *session) dropApplied(ctx context.Context, all bool) error {
 	for {
 		b, ok := s.r.NextBatch()
-		if !ok || b.ID > s.lastBatch {
+		if !ok || b.ID > s.lastBatch || (b.ID == s.lastBatch && !all) {
 			return nil
 		}
 		ack := &wire.Ack{Batch: b.ID, Duplicate: true, Version: s.target}
@@ -516,8 +519,10 @@ func (s *session) pushNext(ctx context.Context) error {
 		if b.ID == 0 {
 			return errors.New("replica staged a batch with id 0")
 		}
-		if b.ID <= s.lastBatch || b.Len() == 0 {
-			// Applied before (or nothing to send): settle it locally.
+		if b.ID < s.lastBatch || b.Len() == 0 {
+			// Applied before (or nothing to send): settle it locally. The
+			// last applied batch is resent: its duplicate ack carries
+			// its results.
 			ack := &wire.Ack{Batch: b.ID, Duplicate: b.Len() > 0, Version: s.cursor}
 			if err := s.r.Acked(ctx, b, ack); err != nil {
 				return fmt.Errorf("ack batch %d: %w", b.ID, err)

@@ -132,6 +132,15 @@ func KeyPath(k synkfs.Key) (string, error) {
 	return t + "/" + id, nil
 }
 
+// ValidateKey reports whether the store can hold a record with key k: a
+// valid key whose escaped type and id fit in file names (see KeyPath). The
+// error names the record. A server checks each record of a batch with it,
+// so one bad name is refused alone instead of failing the whole batch.
+func (s *Store) ValidateKey(k synkfs.Key) error {
+	_, err := KeyPath(k)
+	return err
+}
+
 // PathKey is the inverse of KeyPath: it returns the key of the record file
 // at relpath ("<type>/<id>.json", '/'-separated, relative to the root). It
 // fails for any path that KeyPath would not produce.

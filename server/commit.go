@@ -24,31 +24,95 @@ const maxKeyPart = 1024
 // client id is kept, committed in the same Batch as its changes.
 func batchMetaKey(id string) string { return "client/" + id + "/batch" }
 
-// batchRecord is the value kept under batchMetaKey: the batch id and a
-// summary of its ack.
+// batchRecord is the value kept under batchMetaKey: the batch id, the
+// version it was committed at and the results of its ack, so that a client
+// whose ack was lost learns them when it resends the batch.
+//
+// Results are kept without the conflicting records' bodies (Current): a
+// duplicate ack reads the current ones from the store. When the results
+// would still take more than maxStoredResults bytes they are not kept
+// (Lost), and a duplicate ack carries none, as for batch ids below the last.
 type batchRecord struct {
-	Batch     uint64 `json:"batch"`
-	Version   uint64 `json:"version"`
-	Applied   int    `json:"applied"`
-	Conflicts int    `json:"conflicts,omitempty"`
-	Rejected  int    `json:"rejected,omitempty"`
+	Batch     uint64        `json:"batch"`
+	Version   uint64        `json:"version"`
+	Applied   int           `json:"applied"`
+	Conflicts int           `json:"conflicts,omitempty"`
+	Rejected  int           `json:"rejected,omitempty"`
+	Results   []wire.Result `json:"results,omitempty"`
+	Lost      bool          `json:"lost,omitempty"`
+}
+
+// maxStoredResults bounds the results kept per client, encoded.
+const maxStoredResults = 256 << 10
+
+// encodeBatchRecord returns the value to keep for br, dropping its results
+// when they are over maxStoredResults.
+func encodeBatchRecord(br batchRecord) []byte {
+	if len(br.Results) > 0 {
+		kept := make([]wire.Result, len(br.Results))
+		for i, r := range br.Results {
+			r.Current = nil
+			kept[i] = r
+		}
+		br.Results = kept
+	}
+	raw, _ := json.Marshal(br) // plain fields only: cannot fail
+	if len(raw) > maxStoredResults {
+		br.Results, br.Lost = nil, true
+		raw, _ = json.Marshal(br)
+	}
+	return raw
+}
+
+// batchRecordOf returns what is kept of the last batch applied for client
+// id (ok false if none).
+func (s *Server) batchRecordOf(id string) (br batchRecord, ok bool) {
+	if id == "" {
+		return br, false
+	}
+	raw, found := s.store.Meta(batchMetaKey(id))
+	if !found {
+		return br, false
+	}
+	if err := json.Unmarshal(raw, &br); err != nil {
+		s.log.Error("unreadable batch record", "client", id, "err", err)
+		return batchRecord{}, false
+	}
+	return br, true
 }
 
 // lastBatch returns the highest batch id applied for client id (0 if none).
 func (s *Server) lastBatch(id string) uint64 {
-	if id == "" {
-		return 0
-	}
-	raw, ok := s.store.Meta(batchMetaKey(id))
-	if !ok {
-		return 0
-	}
-	var br batchRecord
-	if err := json.Unmarshal(raw, &br); err != nil {
-		s.log.Error("unreadable batch record", "client", id, "err", err)
-		return 0
-	}
+	br, _ := s.batchRecordOf(id)
 	return br.Batch
+}
+
+// duplicateAck answers a batch id at or below the last one applied for the
+// client. For the last one it repeats the original ack: its version and
+// results, each conflict carrying the server's record as it is now. For an
+// older id (or when the results were not kept) it carries the current
+// version and no results.
+func (s *Server) duplicateAck(batch uint64, br batchRecord) *wire.Ack {
+	if batch != br.Batch || br.Lost {
+		return &wire.Ack{Batch: batch, Version: s.store.Version(), Duplicate: true}
+	}
+	ack := &wire.Ack{Batch: batch, Version: br.Version, Duplicate: true}
+	for _, res := range br.Results {
+		if res.Status == wire.StatusConflict {
+			res.Current, res.Deleted, res.CurrentVersion = nil, false, 0
+			curc, known := s.store.Lookup(res.Key)
+			if known && !curc.Deleted {
+				if r, err := s.store.Get(res.Key); err == nil {
+					res.Current = &r
+				}
+			}
+			if res.Current == nil {
+				res.Deleted, res.CurrentVersion = true, curc.Version
+			}
+		}
+		ack.Results = append(ack.Results, res)
+	}
+	return ack
 }
 
 func (s *Server) validateKey(k synkfs.Key) error {
@@ -59,7 +123,7 @@ func (s *Server) validateKey(k synkfs.Key) error {
 		return fmt.Errorf("record %q: type and id must be UTF-8", k.String())
 	}
 	if len(k.Type) > maxKeyPart || len(k.ID) > maxKeyPart {
-		return fmt.Errorf("record type and id may have at most %d bytes each", maxKeyPart)
+		return fmt.Errorf("record %q: type and id may have at most %d bytes each", k.String(), maxKeyPart)
 	}
 	if v, ok := s.store.(KeyValidator); ok {
 		return v.ValidateKey(k)
@@ -91,8 +155,10 @@ func (s *Server) commit(c *client, m *wire.Changes) (*wire.Ack, uint64, error) {
 	defer s.commitMu.Unlock()
 
 	cur := s.store.Version()
-	if withAck && m.Batch <= s.lastBatch(c.id) {
-		return &wire.Ack{Batch: m.Batch, Version: cur, Duplicate: true}, 0, nil
+	if withAck {
+		if br, ok := s.batchRecordOf(c.id); ok && m.Batch <= br.Batch {
+			return s.duplicateAck(m.Batch, br), 0, nil
+		}
 	}
 	next := cur + 1
 
@@ -159,7 +225,11 @@ func (s *Server) commit(c *client, m *wire.Changes) (*wire.Ack, uint64, error) {
 
 	applied := len(b.Puts) + len(b.Deletes)
 	if withAck {
-		raw, _ := json.Marshal(batchRecord{Batch: m.Batch, Version: next, Applied: applied, Conflicts: conflicts, Rejected: rejected})
+		v := next
+		if applied == 0 {
+			v = cur // only the batch record is written: the version stays
+		}
+		raw := encodeBatchRecord(batchRecord{Batch: m.Batch, Version: v, Applied: applied, Conflicts: conflicts, Rejected: rejected, Results: results})
 		b.Meta = map[string][]byte{batchMetaKey(c.id): raw}
 	}
 	if b.Empty() {
@@ -168,6 +238,15 @@ func (s *Server) commit(c *client, m *wire.Changes) (*wire.Ack, uint64, error) {
 			ack = &wire.Ack{Batch: m.Batch, Version: cur, Results: results}
 		}
 		return ack, 0, nil
+	}
+	if applied == 0 {
+		// Only the batch record: kept at the current version, which does
+		// not move, and nothing to announce.
+		b.Version = cur
+		if err := s.store.Apply(context.Background(), b); err != nil {
+			return nil, 0, fmt.Errorf("record batch %d at version %d: %w", m.Batch, cur, err)
+		}
+		return &wire.Ack{Batch: m.Batch, Version: cur, Results: results}, 0, nil
 	}
 	if err := s.store.Apply(context.Background(), b); err != nil {
 		return nil, 0, fmt.Errorf("apply batch at version %d: %w", next, err)
