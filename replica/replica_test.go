@@ -2,7 +2,6 @@ package replica
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/synkfs/synkfs"
 	"github.com/synkfs/synkfs/client"
 	"github.com/synkfs/synkfs/memstore"
 	"github.com/synkfs/synkfs/merge"
@@ -550,14 +548,11 @@ func TestRunPicksUpEdits(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("status: %v %v", ok, err)
 	}
-	if st.Watch == "" {
+	if st.Watch == "" || st.Dir != a.r.Root() {
 		t.Fatalf("status %+v", st)
 	}
-	data, _ := json.Marshal(st)
-	_ = data
 }
 
-var _ = synkfs.Key{}
 
 // TestRandomConvergence: random creates, edits and deletes on both sides,
 // synced in random order, always converge with nothing left staged.

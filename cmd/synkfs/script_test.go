@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,4 +99,3 @@ func cmdWrite(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.Chtimes(p, t, t))
 }
 
-var _ = fmt.Sprint
