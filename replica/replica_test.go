@@ -553,7 +553,6 @@ func TestRunPicksUpEdits(t *testing.T) {
 	}
 }
 
-
 // TestRandomConvergence: random creates, edits and deletes on both sides,
 // synced in random order, always converge with nothing left staged.
 func TestRandomConvergence(t *testing.T) {

@@ -98,4 +98,3 @@ func cmdWrite(ts *testscript.TestScript, neg bool, args []string) {
 	t := time.Now().Add(time.Duration(len(args[1])%997+1) * time.Millisecond)
 	ts.Check(os.Chtimes(p, t, t))
 }
-
