@@ -46,6 +46,9 @@ func (c *client) sendChanges(from uint64) error {
 		if ch.Version > v {
 			return errEnough
 		}
+		if !c.mayRead(ch.Key.Type) {
+			return nil
+		}
 		n := estimate(ch.Key, ch.Body)
 		if size+n > c.budget() && size > 0 {
 			// Since is in version order: every change below ch's version
@@ -88,6 +91,9 @@ func (c *client) sendFullState(v uint64) error {
 			return err
 		}
 		for _, r := range recs {
+			if !c.mayRead(r.Key.Type) {
+				continue
+			}
 			n := estimate(r.Key, r.Body)
 			if size+n > c.budget() && size > 0 {
 				if err := c.write(msg); err != nil {
@@ -110,6 +116,9 @@ func (c *client) sendFullState(v uint64) error {
 // sendSnapshotPage answers a snapshot request with up to the requested
 // number of records (capped by SnapshotPageMax and the message budget).
 func (c *client) sendSnapshotPage(req *wire.SnapshotRequest) error {
+	if c.limited() {
+		return c.sendFilteredSnapshotPage(req)
+	}
 	limit := req.Limit
 	if limit <= 0 || limit > c.s.opts.SnapshotPageMax {
 		limit = c.s.opts.SnapshotPageMax

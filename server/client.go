@@ -58,6 +58,7 @@ type client struct {
 	badRun   int
 	closing  bool // a close is queued: read no more
 	seenIn   int64
+	sec      security // token and limits: auth.go, limits.go
 
 	// Owned by the writer.
 	sent    uint64 // newest version this client was sent
@@ -90,8 +91,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "synkfs: server is busy or shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	tok, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		OriginPatterns: s.opts.OriginPatterns,
+		Subprotocols:   acceptSubprotocols,
 		// Context takeover would cost a fixed 1.2 MB flate writer per
 		// link (1.2 GB for 1,000 clients); without it only messages over
 		// 512 bytes are compressed, with pooled writers. Notifies are tiny.
@@ -102,11 +108,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := s.newClient(ws, r.RemoteAddr)
+	c.sec.tok = tok
 	if err := s.register(c); err != nil {
 		_ = ws.Close(websocket.StatusTryAgainLater, "server busy")
 		return
 	}
 	defer s.unregister(c)
+	defer c.watchHandshake()()
 	c.log.Debug("client connected")
 	c.run()
 	c.log.Debug("client disconnected", "code", c.closeCode, "reason", c.closeReason)
@@ -201,6 +209,9 @@ func (c *client) enqueue(it outItem) bool {
 func (c *client) reader() (closing bool) {
 	for c.ctx.Err() == nil && !c.closing {
 		m, err := c.conn.Read(c.s.ctx)
+		if c.throttle(err) {
+			continue
+		}
 		in, _ := c.conn.Stats()
 		c.s.metrics.bytesIn.Add(float64(in - c.seenIn))
 		c.seenIn = in
@@ -278,7 +289,7 @@ func (c *client) hello(h *wire.Hello) bool {
 		c.bad(wire.CodeBadMessage, fmt.Sprintf("client id of %d bytes is over the limit of %d", len(h.Client), maxClientID), 0)
 		return false
 	}
-	c.id = h.Client
+	c.id = c.scopeID(h.Client)
 	c.features = map[string]bool{}
 	var agreed []string
 	for _, f := range serverFeatures {
@@ -317,6 +328,7 @@ func (c *client) hello(h *wire.Hello) bool {
 }
 
 func (c *client) changes(m *wire.Changes) bool {
+	c.reportForbidden(m)
 	if len(m.Update)+len(m.Delete) > 0 {
 		ack, committed, err := c.s.commit(c, m)
 		if err != nil {
@@ -334,7 +346,7 @@ func (c *client) changes(m *wire.Changes) bool {
 			}
 		}
 		if committed > 0 {
-			defer c.s.broadcast(committed) // after this client's reply is queued
+			defer c.s.broadcastFor(committed, m) // after this client's reply is queued
 		}
 	}
 	// Ready before the pull is queued: a commit broadcast between the

@@ -182,6 +182,11 @@ func (s *Server) commit(c *client, m *wire.Changes) (*wire.Ack, uint64, error) {
 		if last[o.key] != i {
 			continue
 		}
+		if res, no := c.forbidden(o.key); no {
+			rejected++
+			results = append(results, res)
+			continue
+		}
 		if err := s.validateKey(o.key); err != nil {
 			rejected++
 			results = append(results, wire.Result{Key: o.key, Status: wire.StatusRejected, Code: wire.CodeInvalid, Message: err.Error()})

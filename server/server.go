@@ -27,6 +27,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/synkfs/synkfs"
+	"github.com/synkfs/synkfs/auth"
 	"github.com/synkfs/synkfs/wire"
 )
 
@@ -66,6 +67,21 @@ type Options struct {
 	// MaxConns caps concurrent WebSocket clients (0: no cap); upgrades
 	// beyond it get 503.
 	MaxConns int
+
+	// Tokens, when set, is who may connect and what each may do (see
+	// auth.go): an upgrade without a valid bearer secret gets 401. Nil:
+	// anyone who reaches the server may read and write everything.
+	Tokens *auth.Set
+	// RateLimit is how many messages a second one client may send on
+	// average, with bursts of up to RateBurst (default: twice RateLimit);
+	// a client over it gets a rate-limit error and is closed with 1008.
+	// Zero: no rate limit.
+	RateLimit float64
+	RateBurst int
+	// HandshakeTimeout closes a client whose first message does not come
+	// within it of the upgrade (default DefaultHandshakeTimeout;
+	// negative: no timeout).
+	HandshakeTimeout time.Duration
 }
 
 func (o *Options) withDefaults() Options {
@@ -156,7 +172,7 @@ func New(store synkfs.Store, opts *Options) *Server {
 	s.metrics = newMetrics(s)
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/healthz", s.serveHealth)
-	s.mux.Handle("/metrics", s.metrics.handler())
+	s.mux.Handle("/metrics", s.requireToken(s.metrics.handler()))
 	s.mux.HandleFunc("/", s.serveRoot)
 	s.wg.Add(1)
 	go s.compactor()
