@@ -564,3 +564,77 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 	}
 	return 0
 }
+
+// OpendirHandle lets the kernel cache a folder's listing (FOPEN_CACHE_DIR):
+// it drops the cache by itself when a name changes through it, and the
+// mount drops it when the Backend reports a change made elsewhere.
+func (d *dirNode) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	return &dirHandle{d: d}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// dirHandle reads a listing made at the first read.
+type dirHandle struct {
+	d  *dirNode
+	mu sync.Mutex
+	ds fs.DirStream
+}
+
+var (
+	_ fs.NodeOpendirHandler = (*dirNode)(nil)
+	_ fs.FileReaddirenter   = (*dirHandle)(nil)
+	_ fs.FileSeekdirer      = (*dirHandle)(nil)
+	_ fs.FileReleasedirer   = (*dirHandle)(nil)
+)
+
+func (h *dirHandle) stream(ctx context.Context) syscall.Errno {
+	if h.ds != nil {
+		return 0
+	}
+	ds, e := h.d.Readdir(ctx)
+	if e != 0 {
+		return e
+	}
+	h.ds = ds
+	return 0
+}
+
+func (h *dirHandle) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e := h.stream(ctx); e != 0 {
+		return nil, e
+	}
+	if !h.ds.HasNext() {
+		return nil, 0
+	}
+	de, e := h.ds.Next()
+	return &de, e
+}
+
+// Seekdir to 0 (rewinddir) lists the folder again.
+func (h *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if off == 0 {
+		if h.ds != nil {
+			h.ds.Close()
+		}
+		h.ds = nil
+		return h.stream(ctx)
+	}
+	if e := h.stream(ctx); e != 0 {
+		return e
+	}
+	if sd, ok := h.ds.(fs.FileSeekdirer); ok {
+		return sd.Seekdir(ctx, off)
+	}
+	return syscall.ENOTSUP
+}
+
+func (h *dirHandle) Releasedir(ctx context.Context, flags uint32) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ds != nil {
+		h.ds.Close()
+	}
+}

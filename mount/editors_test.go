@@ -135,6 +135,11 @@ func TestRemoteChangeShowsAtOnce(t *testing.T) {
 	}
 	var st syscall.Stat_t
 	mustOK(t, "stat", syscall.Stat(p, &st))
+	// And the listings, which the kernel caches as well.
+	if got := listDir(t, dir); !slices.Equal(got, []string{"x.json"}) {
+		t.Fatalf("items lists %v", got)
+	}
+	rootList := listDir(t, c.mnt)
 
 	c.remote("items", "x", `{"n": 2, "from": "server"}`)
 	want := "{\n  \"from\": \"server\",\n  \"n\": 2\n}\n"
@@ -149,20 +154,29 @@ func TestRemoteChangeShowsAtOnce(t *testing.T) {
 		_, err := os.Stat(filepath.Join(dir, "new.json"))
 		return err == nil
 	})
-	if !slices.Contains(listDir(t, dir), "new.json") {
-		t.Fatal("new.json not listed")
-	}
+	waitFor(t, "the remote create in the listing", func() bool {
+		return slices.Equal(listDir(t, dir), []string{"new.json", "x.json"})
+	})
 
 	c.remote("items", "x", "")
 	waitFor(t, "the remote delete", func() bool {
 		_, err := os.Stat(p)
 		return os.IsNotExist(err)
 	})
+	waitFor(t, "the remote delete in the listing", func() bool {
+		return slices.Equal(listDir(t, dir), []string{"new.json"})
+	})
 
+	if slices.Contains(rootList, "other") {
+		t.Fatal("type other listed before it exists")
+	}
 	c.remote("other", "o", `{"t": 1}`)
 	waitFor(t, "a remote new type", func() bool {
 		_, err := os.Stat(filepath.Join(c.mnt, "other", "o.json"))
 		return err == nil
+	})
+	waitFor(t, "a remote new type in the listing", func() bool {
+		return slices.Contains(listDir(t, c.mnt), "other")
 	})
 }
 

@@ -247,11 +247,8 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint3
 	f := n.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.rec && !f.loaded {
-		if err := f.load(); err != nil {
-			return nil, 0, errno(f.srv.log, "open", err)
-		}
-	}
+	// A record's content is read at the first Read or Write that needs
+	// it: an open served from the kernel's page cache costs no read.
 	if flags&syscall.O_TRUNC != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		f.data, f.dirty, f.mtime = []byte{}, true, time.Now()
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/synkfs/synkfs"
 	"github.com/synkfs/synkfs/fsstore"
 	"github.com/synkfs/synkfs/mount"
@@ -30,13 +32,18 @@ const (
 	childStateEnv = "SYNKFS_MOUNT_STATE"
 	childMountEnv = "SYNKFS_MOUNT_POINT"
 	childGraceEnv = "SYNKFS_MOUNT_GRACE"
+	childSyncEnv  = "SYNKFS_MOUNT_SYNC"
 )
 
 func TestMain(m *testing.M) {
 	if kind := os.Getenv(childEnv); kind != "" {
 		os.Exit(runChild(kind))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if bench != nil {
+		bench.close()
+	}
+	os.Exit(code)
 }
 
 // dump is the child's answer to "dump": the store's content.
@@ -87,7 +94,7 @@ func runChild(kind string) int {
 			fmt.Println("error:", err)
 			return 1
 		}
-		srv, err := fs.Mount(mnt, root, &fs.Options{})
+		srv, err := fs.Mount(mnt, root, &fs.Options{MountOptions: fuse.MountOptions{DirectMount: true}})
 		if err != nil {
 			fmt.Println("error:", err)
 			return 1
@@ -97,7 +104,8 @@ func runChild(kind string) int {
 		_ = srv.Unmount()
 		return 0
 	}
-	st, err := fsstore.Open(state, &fsstore.Options{NoSync: true})
+	// Tests skip fsync; benchmarks ask for the real thing.
+	st, err := fsstore.Open(state, &fsstore.Options{NoSync: os.Getenv(childSyncEnv) == ""})
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
@@ -113,7 +121,7 @@ func runChild(kind string) int {
 	if g := os.Getenv(childGraceEnv); g != "" {
 		grace, _ = time.ParseDuration(g)
 	}
-	srv, err := mount.Mount(mnt, b, &mount.Options{DeleteGrace: grace, Matcher: st.Matcher()})
+	srv, err := mount.Mount(mnt, b, &mount.Options{DeleteGrace: grace, Matcher: st.Matcher(), Debug: os.Getenv("SYNKFS_MOUNT_DEBUG") != ""})
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
@@ -237,22 +245,37 @@ func needFUSE(t testing.TB) {
 func startChild(t testing.TB, kind, state, mnt string, env ...string) *child {
 	t.Helper()
 	needFUSE(t)
+	c, err := spawnChild(kind, state, mnt, env...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.t = t
+	t.Cleanup(func() {
+		if err := c.stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return c
+}
+
+// spawnChild starts the mount process and waits for its readiness line.
+func spawnChild(kind, state, mnt string, env ...string) (*child, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+kind, childStateEnv+"="+state, childMountEnv+"="+mnt)
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	outp, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	c := &child{t: t, cmd: cmd, in: in, out: bufio.NewReaderSize(outp, 1<<20), state: state, mnt: mnt}
+	c := &child{cmd: cmd, in: in, out: bufio.NewReaderSize(outp, 1<<20), state: state, mnt: mnt}
 	ready := make(chan string, 1)
 	go func() {
 		line, _ := c.out.ReadString('\n')
@@ -263,21 +286,20 @@ func startChild(t testing.TB, kind, state, mnt string, env ...string) *child {
 		if strings.TrimSpace(line) != "ready" {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
-			t.Fatalf("mount process: %q", line)
+			return nil, fmt.Errorf("mount process: %q", line)
 		}
 	case <-time.After(20 * time.Second):
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		t.Fatal("mount process not ready after 20s")
+		return nil, errors.New("mount process not ready after 20s")
 	}
-	t.Cleanup(c.stop)
-	return c
+	return c, nil
 }
 
 // stop unmounts and waits for the process; it is idempotent.
-func (c *child) stop() {
+func (c *child) stop() error {
 	if c.cmd.ProcessState != nil {
-		return
+		return nil
 	}
 	_, _ = io.WriteString(c.in, "quit\n")
 	_ = c.in.Close()
@@ -289,8 +311,9 @@ func (c *child) stop() {
 		_ = c.cmd.Process.Kill()
 		<-done
 		_ = syscall.Unmount(c.mnt, syscall.MNT_DETACH)
-		c.t.Errorf("mount process did not stop in time")
+		return errors.New("mount process did not stop in time")
 	}
+	return nil
 }
 
 // kill ends the process with SIGKILL, leaving its mount stale.

@@ -308,9 +308,13 @@ func (s *Server) invalidate(k synkfs.Key) {
 	tname := fsstore.EscapeName(k.Type)
 	tin := s.root.GetChild(tname)
 	if tin == nil {
-		s.root.NotifyEntry(tname) // a new type: forget a cached "no such folder"
+		// Perhaps a new type: forget a cached "no such folder" and the
+		// cached listing of the root.
+		s.root.NotifyEntry(tname)
+		s.root.NotifyContent(0, 0)
 		return
 	}
+	tin.NotifyContent(0, 0) // the folder's cached listing
 	d, ok := tin.Operations().(*dirNode)
 	if !ok {
 		return
