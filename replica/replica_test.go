@@ -701,3 +701,33 @@ func TestOneProcessPerFolder(t *testing.T) {
 	}
 	a.r = r
 }
+
+// TestLostStateFolder: a folder whose .synk was deleted is rebuilt from
+// the files and the server: no conflicts, nothing re-sent as different,
+// and an edit made meanwhile still goes out.
+func TestLostStateFolder(t *testing.T) {
+	srv := newServer(t)
+	a, b := newSide(t, srv.url, nil), newSide(t, srv.url, nil)
+	for i := range 5 {
+		a.write(fmt.Sprintf("n/%d.json", i), fmt.Sprintf(`{"i":%d}`, i))
+	}
+	a.sync()
+	b.sync()
+	if err := a.r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(a.dir, StateDir)); err != nil {
+		t.Fatal(err)
+	}
+	a.write("n/new.json", `{"made":"while the state was gone"}`)
+	a.open()
+	a.sync()
+	b.sync()
+	sameRecords(t, a, b)
+	if cs, _ := ListConflicts(a.dir); len(cs) != 0 {
+		t.Fatalf("conflicts after a lost state folder: %+v", cs)
+	}
+	if a.r.Pending() != 0 {
+		t.Fatalf("still staged: %d", a.r.Pending())
+	}
+}
