@@ -173,14 +173,12 @@ func (f *file) commit(ctx context.Context) syscall.Errno {
 	f.reload()
 	changed := !f.loaded || !bytes.Equal(old, f.data)
 	f.mu.Unlock()
-	if fresh {
-		d.mu.Lock()
-		if d.locals[name] == f {
-			delete(d.locals, name)
-		}
-		d.forget()
-		d.mu.Unlock()
+	d.mu.Lock()
+	if fresh && d.locals[name] == f {
+		delete(d.locals, name) // the Backend has it now
 	}
+	d.forget()
+	d.mu.Unlock()
 	if changed {
 		f.srv.invalidateFile(f)
 	}

@@ -150,8 +150,10 @@ func Mount(mountpoint string, b Backend, opts *Options) (*Server, error) {
 			}
 		}
 	}
-	if err := RecoverStale(mountpoint); err != nil {
+	if stale, err := RecoverStale(mountpoint); err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	} else if stale {
+		o.Logger.Warn("detached a stale mount left by a process that died", "mountpoint", mountpoint)
 	}
 	s := &Server{
 		b: b, opts: o, log: o.Logger, mountpoint: mountpoint, started: time.Now(),
@@ -241,17 +243,17 @@ func (s *Server) unmounted() bool {
 
 // RecoverStale detaches a dead FUSE mount at mountpoint: one whose server
 // process is gone, so that every access fails with ENOTCONN. A live mount
-// or a plain folder is left alone.
-func RecoverStale(mountpoint string) error {
+// or a plain folder is left alone. It reports whether it detached one.
+func RecoverStale(mountpoint string) (bool, error) {
 	var st unix.Stat_t
 	err := unix.Stat(mountpoint, &st)
 	if !errors.Is(err, syscall.ENOTCONN) && !errors.Is(err, syscall.ECONNABORTED) {
-		return nil
+		return false, nil
 	}
 	if err := unix.Unmount(mountpoint, unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("detach the stale mount at %s: %w", mountpoint, err)
+		return false, fmt.Errorf("detach the stale mount at %s: %w", mountpoint, err)
 	}
-	return nil
+	return true, nil
 }
 
 // changed is the Backend's Watch callback: it queues the keys for the
