@@ -188,13 +188,8 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/" {
-		http.NotFound(w, r)
-		return
-	}
-	if !isUpgrade(r) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "synkfs: connect with a WebSocket client")
+	if r.URL.Path != "/" || !isUpgrade(r) {
+		serveWeb(w, r) // the browser demo page and synk.js; 404 otherwise
 		return
 	}
 	s.serveWS(w, r)
