@@ -36,7 +36,11 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if kind := os.Getenv(childEnv); kind != "" {
+	switch kind := os.Getenv(childEnv); kind {
+	case "":
+	case "replica":
+		os.Exit(runReplicaChild())
+	default:
 		os.Exit(runChild(kind))
 	}
 	code := m.Run()

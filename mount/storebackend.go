@@ -19,15 +19,23 @@ import (
 	"github.com/synkfs/synkfs/merge"
 )
 
-// StoreBackend is a Backend over a bare fsstore.Store, with no network: it
-// acts as its own server, so each save or delete applies one batch at the
-// next store version. Bad entries are written straight into the store's
-// tree, where fsstore's scans report them too. It is what `synkfs mount`
-// uses without --server, and what the mount's tests run against.
+// StoreBackend is a Backend over an fsstore.Store's folder.
+//
+// Made by NewStoreBackend, it works alone, with no network: it acts as its
+// own server, so each save or delete applies one batch at the next store
+// version. Made by NewEngineBackend, a sync engine that owns the store (the
+// replica) decides: a save writes the record's file into the folder, the
+// way an editor saves in a synced folder, and hands its path to the engine
+// to stage at once.
+//
+// Either way, bad entries are written straight into the folder, where
+// fsstore's scans report them too, and reads come from the folder and the
+// store's index.
 type StoreBackend struct {
-	store *fsstore.Store
-	root  string
-	max   int64
+	store  *fsstore.Store
+	root   string
+	max    int64
+	engine *Engine
 
 	mu  sync.Mutex        // serialises writes
 	bad map[string]string // relpath -> reason
@@ -38,6 +46,35 @@ type StoreBackend struct {
 }
 
 var _ Backend = (*StoreBackend)(nil)
+
+// Engine connects a StoreBackend to the sync engine that owns its store.
+// Every field is required.
+type Engine struct {
+	// Stage stages the local changes behind the given record files
+	// ('/'-separated, relative to the folder) that the mount has just
+	// written or removed; it returns once they are staged durably.
+	Stage func(relpaths []string) error
+	// Status returns the sync status as JSON.
+	Status func() ([]byte, error)
+	// Conflicts and BadEntries list what needs a person.
+	Conflicts  func() ([]Problem, error)
+	BadEntries func() ([]Problem, error)
+}
+
+// NewEngineBackend serves s, whose folder e keeps in sync. The engine
+// calls Changed for every change it writes into the folder (a remote
+// change, a conflict copy, a settled conflict).
+func NewEngineBackend(s *fsstore.Store, e Engine, maxRecord int64) (*StoreBackend, error) {
+	if e.Stage == nil || e.Status == nil || e.Conflicts == nil || e.BadEntries == nil {
+		return nil, errors.New("engine backend: every Engine function is required")
+	}
+	b, err := NewStoreBackend(s, maxRecord)
+	if err != nil {
+		return nil, err
+	}
+	b.engine = &e
+	return b, nil
+}
 
 // NewStoreBackend serves s. It looks once through the tree for bad entries
 // left from earlier. maxRecord is the largest valid record in bytes (0:
@@ -198,6 +235,15 @@ func (b *StoreBackend) Put(ctx context.Context, k synkfs.Key, content []byte) er
 	if err != nil {
 		return err
 	}
+	if b.engine != nil {
+		if err := writeAtomic(p, content); err != nil {
+			return fmt.Errorf("save %s: %w", k, err)
+		}
+		if err := b.engine.Stage([]string{rel}); err != nil {
+			return fmt.Errorf("save %s: stage: %w", k, err)
+		}
+		return nil
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	body, reason := b.validate(k, content)
@@ -228,6 +274,15 @@ func (b *StoreBackend) Delete(ctx context.Context, k synkfs.Key) error {
 	rel, p, err := b.path(k)
 	if err != nil {
 		return err
+	}
+	if b.engine != nil {
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("delete %s: %w", k, notFound(err))
+		}
+		if err := b.engine.Stage([]string{rel}); err != nil {
+			return fmt.Errorf("delete %s: stage: %w", k, err)
+		}
+		return nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -288,6 +343,9 @@ type storeStatus struct {
 
 // Status reports the store: there is no server.
 func (b *StoreBackend) Status() ([]byte, error) {
+	if b.engine != nil {
+		return b.engine.Status()
+	}
 	b.mu.Lock()
 	n := len(b.bad)
 	b.mu.Unlock()
@@ -296,10 +354,18 @@ func (b *StoreBackend) Status() ([]byte, error) {
 }
 
 // Conflicts returns none: without a server nothing conflicts.
-func (b *StoreBackend) Conflicts() ([]Problem, error) { return []Problem{}, nil }
+func (b *StoreBackend) Conflicts() ([]Problem, error) {
+	if b.engine != nil {
+		return b.engine.Conflicts()
+	}
+	return []Problem{}, nil
+}
 
 // BadEntries lists the files that are not valid records.
 func (b *StoreBackend) BadEntries() ([]Problem, error) {
+	if b.engine != nil {
+		return b.engine.BadEntries()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]Problem, 0, len(b.bad))
@@ -321,7 +387,7 @@ func cmpString(a, b string) int {
 	return 0
 }
 
-// Watch registers fn for changes applied with ApplyRemote.
+// Watch registers fn for the changes reported by ApplyRemote and Changed.
 func (b *StoreBackend) Watch(fn func([]synkfs.Key)) func() {
 	b.wmu.Lock()
 	id := b.nextW
@@ -364,6 +430,14 @@ func (b *StoreBackend) ApplyRemote(ctx context.Context, batch synkfs.Batch) erro
 	if err != nil {
 		return fmt.Errorf("apply remote batch: %w", err)
 	}
+	b.Changed(keys)
+	return nil
+}
+
+// Changed tells the mount that the records with these keys changed other
+// than through it, so it drops what the kernel caches of them. It does not
+// block.
+func (b *StoreBackend) Changed(keys []synkfs.Key) {
 	b.wmu.Lock()
 	fns := make([]func([]synkfs.Key), 0, len(b.watchers))
 	for _, fn := range b.watchers {
@@ -373,7 +447,6 @@ func (b *StoreBackend) ApplyRemote(ctx context.Context, batch synkfs.Batch) erro
 	for _, fn := range fns {
 		fn(keys)
 	}
-	return nil
 }
 
 // notFound adds synkfs.ErrNotFound to a file-not-found error.
