@@ -64,6 +64,9 @@ func (c *Client) session(ctx context.Context, once bool) (healthy bool, err erro
 	})
 	cancelDial()
 	if err != nil {
+		if se := refusal(resp); se != nil {
+			return false, se
+		}
 		if resp != nil && resp.StatusCode != 0 && resp.StatusCode != 101 {
 			return false, fmt.Errorf("dial: server answered %s: %w", resp.Status, err)
 		}

@@ -37,6 +37,7 @@ type cli struct {
 	Status    statusCmd    `cmd:"" help:"Show a synced folder's state: connection, versions, staged changes, conflicts, bad files."`
 	Conflicts conflictsCmd `cmd:"" help:"List, show and settle conflicts in a synced folder."`
 	Demo      demoCmd      `cmd:"" help:"Run an in-memory server and two synced folders to try synkfs."`
+	Token     tokenCmd     `cmd:"" help:"Manage the tokens a server accepts."`
 	Version   versionCmd   `cmd:"" help:"Print the version of synkfs."`
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +22,8 @@ type serveCmd struct {
 	Strict             bool          `help:"Drop writes from original synk clients that were based on an older version of a record, instead of letting the last writer win."`
 	TombstoneRetention time.Duration `help:"Keep delete markers this long; replicas away for longer take a full resync." default:"720h"`
 	AddrFile           string        `help:"Write the address actually listened on to this file once ready (useful with --listen 127.0.0.1:0)." type:"path" placeholder:"FILE"`
+
+	securityFlags `embed:""`
 }
 
 func (c *serveCmd) Run(e *env) error {
@@ -34,21 +37,31 @@ func (c *serveCmd) Run(e *env) error {
 		}
 	}()
 
-	srv := server.New(store, &server.Options{
+	opts := &server.Options{
 		Logger:             e.log,
 		Strict:             c.Strict,
 		TombstoneRetention: c.TombstoneRetention,
-	})
+	}
+	tlsConf, err := c.securityFlags.apply(e, c.Listen, opts)
+	if err != nil {
+		return err
+	}
+	srv := server.New(store, opts)
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another server running there? choose another address with --listen)", c.Listen, err)
 	}
 	addr := ln.Addr().String()
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConf}
+	scheme := "ws://"
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+		scheme = "wss://"
+	}
 
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	e.log.Info("synkfs serve ready", "url", "ws://"+addr+"/", "store", what,
+	e.log.Info("synkfs serve ready", "url", scheme+addr+"/", "store", what,
 		"epoch", store.Epoch(), "version", store.Version(), "records", store.Count())
 	if c.AddrFile != "" {
 		if err := os.WriteFile(c.AddrFile, []byte(addr+"\n"), 0o644); err != nil {
