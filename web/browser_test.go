@@ -222,13 +222,15 @@ func writeRecord(t *testing.T, dir, typ, id, body string) {
 	}
 }
 
-// fill puts a record through the page's form, as a person would.
+// fill puts a record through the page's form, as a person would, and
+// waits until the page has saved it (it then clears the form).
 func fill(typ, id, body string) chromedp.Action[chromedp.Void] {
 	return chromedp.Steps(
 		chromedp.SetValue(chromedp.ID("type"), typ),
 		chromedp.SetValue(chromedp.ID("id"), id),
 		chromedp.SetValue(chromedp.ID("body"), body),
 		chromedp.Click(chromedp.ID("save")),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#id").value === "" && document.querySelector("#form-error").textContent === ""`, chromedp.WithPollingTimeout(10*time.Second)),
 	)
 }
 
@@ -492,4 +494,51 @@ func mutate(rng *rand.Rand, m map[string]any, depth int) map[string]any {
 		}
 	}
 	return out
+}
+
+// A server that comes back with a new history (an in-memory server
+// restarted: a new epoch, none of the old records) gets a snapshot walk
+// from the page, which keeps its offline edits and sends back what the
+// server lost.
+func TestBrowserNewEpoch(t *testing.T) {
+	ctx := browser(t, time.Minute)
+	h := startHub(t, memstore.New(), "127.0.0.1:0")
+	addr := h.addr
+	do(t, ctx, chromedp.Navigate(h.url()))
+	jsTrue(t, ctx, 10*time.Second, ready+" && "+online)
+	jsTrue(t, ctx, 10*time.Second, `document.body.dataset.offlineReady === "true"`)
+	do(t, ctx, fill("note", "kept", `{"text": "synced before the reset"}`))
+	jsTrue(t, ctx, 10*time.Second, `synkReplica.status.staged === 0 && synkReplica.get("note", "kept")?.version > 0`)
+
+	h.stop()
+	jsTrue(t, ctx, 10*time.Second, `!synkReplica.status.online`)
+	do(t, ctx, fill("note", "offline", `{"text": "written while it was down"}`))
+	jsTrue(t, ctx, 5*time.Second, `synkReplica.status.staged === 1`)
+
+	fresh := memstore.New()
+	if err := fresh.Apply(context.Background(), synkfs.Batch{Version: 1, Puts: []synkfs.Record{
+		{Key: synkfs.Key{Type: "note", ID: "new"}, Version: 1, Body: json.RawMessage(`{"text":"only on the new server"}`)},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	startHub(t, fresh, addr)
+	jsTrue(t, ctx, 20*time.Second, online+` && synkReplica.status.staged === 0`)
+	jsTrue(t, ctx, 5*time.Second, hasRow("note/new", "only on the new server"))
+	jsTrue(t, ctx, 5*time.Second, fmt.Sprintf(`synkReplica.status.epoch === %q`, fresh.Epoch()))
+	for id, want := range map[string]string{"kept": "synced before the reset", "offline": "written while it was down"} {
+		eventually(t, 5*time.Second, "note/"+id+" on the new server", func() error {
+			rec, err := fresh.Get(synkfs.Key{Type: "note", ID: id})
+			if err != nil {
+				return err
+			}
+			var m map[string]string
+			if err := json.Unmarshal(rec.Body, &m); err != nil {
+				return err
+			}
+			if m["text"] != want {
+				return fmt.Errorf("text %q", m["text"])
+			}
+			return nil
+		})
+	}
 }
