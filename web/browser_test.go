@@ -542,3 +542,57 @@ func TestBrowserNewEpoch(t *testing.T) {
 		})
 	}
 }
+
+// A batch whose link drops as it is sent is applied once: if the server
+// got it, the welcome after reconnecting reports it as applied; if not,
+// the page resends it under the same id.
+func TestBrowserBatchExactlyOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		deliver bool // the first send goes out before the link drops
+		minSent int  // times the first batch is sent, at least
+	}{{"cut after sending", true, 1}, {"lost before the server", false, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := browser(t, time.Minute)
+			store := memstore.New()
+			h := startHub(t, store, "127.0.0.1:0")
+			do(t, ctx, chromedp.Navigate(h.url()))
+			jsTrue(t, ctx, 10*time.Second, ready+" && "+online)
+			before := store.Version()
+			var sent []int
+			js(t, ctx, fmt.Sprintf(`(() => {
+				const send = WebSocket.prototype.send;
+				window.batchesSent = [];
+				WebSocket.prototype.send = function (data) {
+					const m = JSON.parse(data);
+					const first = m.type === "changes" && m.batch && window.batchesSent.length === 0;
+					if (m.type === "changes" && m.batch) window.batchesSent.push(m.batch);
+					if (!first || %t) send.call(this, data);
+					if (first) this.close();
+				};
+				return [];
+			})()`, tc.deliver), &sent)
+			do(t, ctx, fill("note", "once", `{"text": "sent, cut, sent again"}`))
+			jsTrue(t, ctx, 20*time.Second, online+` && synkReplica.status.staged === 0`)
+			var batches []int
+			js(t, ctx, `window.batchesSent`, &batches)
+			if v := store.Version(); v != before+1 {
+				t.Fatalf("server version %d -> %d after one batch (sent as %v)", before, v, batches)
+			}
+			if _, err := store.Get(synkfs.Key{Type: "note", ID: "once"}); err != nil {
+				t.Fatal(err)
+			}
+			// Sent after the cut too when the server had not committed it.
+			if len(batches) < tc.minSent || len(batches) > 2 || batches[0] != batches[len(batches)-1] {
+				t.Fatalf("batches sent: %v, want batch %d sent %d or 2 times", batches, batches[0], tc.minSent)
+			}
+			// The next edit goes under a new id and applies.
+			do(t, ctx, fill("note", "twice", `{"text": "the next one"}`))
+			jsTrue(t, ctx, 10*time.Second, `synkReplica.status.staged === 0 && synkReplica.get("note", "twice")?.version > 0`)
+			js(t, ctx, `window.batchesSent`, &batches)
+			if n := len(batches); batches[n-1] <= batches[0] || store.Version() != before+2 {
+				t.Fatalf("batches sent: %v, server version %d -> %d", batches, before, store.Version())
+			}
+		})
+	}
+}
