@@ -548,7 +548,7 @@ func TestBrowserNewEpoch(t *testing.T) {
 // the page resends it under the same id.
 func TestBrowserBatchExactlyOnce(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
+		name    string
 		deliver bool // the first send goes out before the link drops
 		minSent int  // times the first batch is sent, at least
 	}{{"cut after sending", true, 1}, {"lost before the server", false, 2}} {
