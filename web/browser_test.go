@@ -596,3 +596,26 @@ func TestBrowserBatchExactlyOnce(t *testing.T) {
 		})
 	}
 }
+
+// Two tabs never run one replica at once: the second waits, telling the
+// person why, and takes over when the first tab closes.
+func TestBrowserSecondTabWaits(t *testing.T) {
+	ctx := browser(t, time.Minute)
+	h := startHub(t, memstore.New(), "127.0.0.1:0")
+	first, closeFirst := chromedp.NewContext(ctx)
+	defer closeFirst()
+	do(t, first, chromedp.Navigate(h.url()))
+	jsTrue(t, first, 10*time.Second, ready+" && "+online)
+	do(t, first, fill("note", "a", `{"text": "from the first tab"}`))
+
+	second, closeSecond := chromedp.NewContext(ctx)
+	defer closeSecond()
+	do(t, second, chromedp.Navigate(h.url()))
+	jsTrue(t, second, 10*time.Second, `document.querySelector("#list").textContent.includes("open in another tab")`)
+	time.Sleep(200 * time.Millisecond)
+	jsTrue(t, second, time.Second, `document.body.dataset.ready !== "true"`)
+
+	closeFirst()
+	jsTrue(t, second, 10*time.Second, ready+" && "+online)
+	jsTrue(t, second, 5*time.Second, hasRow("note/a", "from the first tab"))
+}

@@ -7,7 +7,14 @@ const $ = (sel) => document.querySelector(sel);
 // has tokens (in the fragment, so it never reaches a server log).
 const params = new URLSearchParams(location.search);
 const secret = new URLSearchParams(location.hash.slice(1)).get("token") || "";
-const db = await open(undefined, { name: params.get("name") || "demo", token: secret });
+const db = await open(undefined, {
+  name: params.get("name") || "demo",
+  token: secret,
+  onBlocked: () => {
+    $("#list").replaceChildren(el("p", { class: "empty" },
+      "These records are open in another tab of this browser. Close it (or reload this tab later) to edit them here."));
+  },
+});
 window.synkReplica = db; // for the console (and tests)
 
 const form = $("#form"), typeIn = $("#type"), idIn = $("#id"), bodyIn = $("#body"), formError = $("#form-error");

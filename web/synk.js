@@ -31,8 +31,9 @@
 //     keeps its local edits, re-sending them against the snapshot.
 //   - After a lost link it reconnects with capped exponential backoff and
 //     full jitter.
-//   - One tab at a time should open a given name: two tabs sharing one
-//     replica would each push under the same client id.
+//   - One tab at a time holds a given name (a Web Lock): a second tab's
+//     open waits until the first closes it, so two tabs never push under
+//     the same client id nor overwrite each other's state.
 
 const PROTOCOL = 1;
 const FEATURES = ["ack", "conflict", "snapshot"];
@@ -47,10 +48,13 @@ const TRANSIENT = new Set(["busy", "rate-limit", "internal"]);
  * Options: name (default "default"), token (the server's bearer secret,
  * offered as the "synkfs.bearer.<token>" WebSocket subprotocol beside
  * "synkfs"), minBackoff and maxBackoff in ms
- * (default 250 and 10000), indexedDB (default globalThis.indexedDB).
+ * (default 250 and 10000), indexedDB (default globalThis.indexedDB),
+ * onBlocked (called when another tab has the replica open: open then
+ * waits until that tab closes it).
  */
 export async function open(url, opts = {}) {
   const r = new Replica(url || defaultURL(), opts);
+  await r._lock(opts.onBlocked);
   await r._load();
   r._connect();
   return r;
@@ -352,10 +356,36 @@ class Replica {
     clearTimeout(this._timer);
     if (this._sess) this._sess.ws.close(1000);
     globalThis.removeEventListener?.("online", this._onOnline);
-    return this._run(async () => this._db.close());
+    return this._run(async () => {
+      this._db.close();
+      this._release?.();
+    });
   }
 
   // ---- local state
+
+  // _lock takes the Web Lock of this replica's name and holds it until
+  // close; when another tab holds it, it calls onBlocked and waits.
+  async _lock(onBlocked) {
+    const locks = globalThis.navigator?.locks;
+    if (!locks) return;
+    const name = "synk:" + this.name;
+    const hold = () => new Promise((release) => (this._release = release));
+    const got = await new Promise((decided) => {
+      locks.request(name, { ifAvailable: true }, (lock) => {
+        decided(!!lock);
+        return lock ? hold() : undefined;
+      });
+    });
+    if (got) return;
+    onBlocked?.();
+    await new Promise((acquired) =>
+      locks.request(name, () => {
+        acquired();
+        return hold();
+      }),
+    );
+  }
 
   async _load() {
     this._db = await openDB(this._idb, this.name);
@@ -789,8 +819,12 @@ class Replica {
     // a link quiet for long is probed with a pull, dropped if that too
     // goes unanswered.
     s.timer = setInterval(() => {
-      if (this._sess !== s || s.phase !== "ready") return;
+      if (this._sess !== s) return;
       const quiet = Date.now() - s.heard;
+      if (s.phase !== "ready") {
+        if (quiet > 15000) this._drop(s, "the server did not answer in time");
+        return;
+      }
       if (s.probe && quiet > 15000) this._drop(s, "the server stopped answering");
       else if (!s.probe && quiet > 25000 && !s.pulling && !s.inflight) {
         s.probe = Date.now();
