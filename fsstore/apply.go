@@ -78,6 +78,9 @@ func (s *Store) ApplyWith(ctx context.Context, b synkfs.Batch, o ApplyOptions) e
 		return fmt.Errorf("apply batch %d onto version %d: %w", b.Version, cur, synkfs.ErrStaleVersion)
 	}
 	if o.Guard {
+		if err := s.settle(); err != nil {
+			return fmt.Errorf("apply batch %d: %w", b.Version, err)
+		}
 		if err := s.guard(nb); err != nil {
 			return fmt.Errorf("apply batch %d: %w", b.Version, err)
 		}
@@ -88,6 +91,15 @@ func (s *Store) ApplyWith(ctx context.Context, b synkfs.Batch, o ApplyOptions) e
 	if err != nil {
 		s.broken = err // the entry may or may not be durable
 		return fmt.Errorf("apply batch %d: journal: %w", b.Version, err)
+	}
+	if s.behind != nil {
+		s.applyMemory(&nb, seq, now)
+		files := &synkfs.Batch{Version: nb.Version, Puts: nb.Puts, Deletes: nb.Deletes}
+		if err := s.behind.push(behindJob{seq: seq, time: now, b: files}); err != nil {
+			// Committed and readable; the files lag until a reopen.
+			return fmt.Errorf("apply batch %d: committed, but the store is broken: %w", b.Version, err)
+		}
+		return s.afterCommit(len(data))
 	}
 	if err := s.apply(op{kind: opBatch, batch: nb, time: now}); err != nil {
 		s.broken = err
@@ -109,6 +121,11 @@ func (s *Store) usable() error {
 	if s.broken != nil {
 		return fmt.Errorf("store failed earlier, reopen it: %w", s.broken)
 	}
+	if s.behind != nil {
+		if err := s.behind.failed(); err != nil {
+			return fmt.Errorf("store failed earlier, reopen it: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -116,7 +133,7 @@ func (s *Store) usable() error {
 func (s *Store) prepare(b synkfs.Batch) (synkfs.Batch, error) {
 	nb := synkfs.Batch{Version: b.Version, Puts: make([]synkfs.Record, len(b.Puts)), Deletes: append([]synkfs.Tombstone(nil), b.Deletes...)}
 	for i, r := range b.Puts {
-		if _, err := KeyPath(r.Key); err != nil {
+		if err := s.checkKey(r.Key); err != nil {
 			return nb, err
 		}
 		body, err := canonicalBody(r)
@@ -129,7 +146,7 @@ func (s *Store) prepare(b synkfs.Batch) (synkfs.Batch, error) {
 		nb.Puts[i] = synkfs.Record{Key: r.Key, Version: r.Version, Body: body}
 	}
 	for _, d := range b.Deletes {
-		if _, err := KeyPath(d.Key); err != nil {
+		if err := s.checkKey(d.Key); err != nil {
 			return nb, err
 		}
 	}
@@ -180,6 +197,8 @@ func (s *Store) apply(o op) error {
 		return fmt.Errorf("unknown op %d", o.kind)
 	}
 	b := &o.batch
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
 	for _, r := range b.Puts {
 		e, err := s.writeRecord(r)
 		if err != nil {
@@ -215,7 +234,10 @@ func (s *Store) writeRecord(r synkfs.Record) (entry, error) {
 	if err != nil {
 		return entry{}, fmt.Errorf("record %s: %w", r.Key, err)
 	}
-	path := filepath.Join(s.root, filepath.FromSlash(rel))
+	path, err := s.recordPath(rel)
+	if err != nil {
+		return entry{}, fmt.Errorf("record %s: %w", r.Key, err)
+	}
 	dir := filepath.Dir(path)
 	if !s.dirs[dir] {
 		if _, err := s.fs.Stat(dir); err != nil {
@@ -261,7 +283,10 @@ func (s *Store) removeRecord(k synkfs.Key) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(s.root, filepath.FromSlash(rel))
+	path, err := s.recordPath(rel)
+	if err != nil {
+		return fmt.Errorf("record %s: %w", k, err)
+	}
 	if err := s.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", rel, err)
 	}
@@ -293,6 +318,11 @@ const syncfsThreshold = 64
 // writes a snapshot of the index and drops the journal entries it covers.
 // applyMu must be held.
 func (s *Store) checkpoint() error {
+	if err := s.settle(); err != nil {
+		return fmt.Errorf("write records: %w", err)
+	}
+	s.fileMu.Lock()
+	defer s.fileMu.Unlock()
 	if !s.opts.NoSync {
 		if err := s.flush(); err != nil {
 			return fmt.Errorf("flush records: %w", err)

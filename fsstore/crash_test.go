@@ -182,6 +182,9 @@ func TestCrashAtEveryStep(t *testing.T) {
 		// the journal. The fault layer cannot see an fsync made through a
 		// second handle, so checkpoints are kept out of this window.
 		{"power+torn", Options{CheckpointEvery: 1000}},
+		// The same with record files written behind the journal.
+		{"kill+behind", Options{CheckpointEvery: 1, WriteBehind: true}},
+		{"power+torn+behind", Options{CheckpointEvery: 1000, WriteBehind: true}},
 	}
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
@@ -204,6 +207,9 @@ func TestCrashAtEveryStep(t *testing.T) {
 				}
 				start := f.Ops()
 				if err := s.Apply(context.Background(), crashBatch); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.settle(); err != nil { // the files written behind too
 					t.Fatal(err)
 				}
 				total = f.Ops() - start

@@ -55,11 +55,12 @@ func cmpKey(a, b synkfs.Key) int {
 // when they outnumber live ones, so a call costs O(log n + changes) when
 // versions arrive in order, as they do on a server.
 type index struct {
-	m     map[synkfs.Key]*entry
-	live  int
-	log   []verKey
-	dirty bool // log is not sorted
-	stale int  // stale positions in log
+	m      map[synkfs.Key]*entry
+	live   int
+	log    []verKey
+	dirty  bool // log is not sorted
+	sorted int  // log[:sorted] is sorted (the log as of the last tidy)
+	stale  int  // stale positions in log
 
 	keys       []synkfs.Key // every key in m, sorted once keysSorted
 	keysSorted bool
@@ -143,8 +144,11 @@ func (x *index) sortedKeys() []synkfs.Key {
 }
 
 // tidy sorts the version log and drops stale positions when worthwhile.
+// Positions appended since the last tidy are sorted on their own and, when
+// they all come after the sorted part (a server's new versions), appended
+// as they are; only otherwise is the whole log sorted.
 func (x *index) tidy() {
-	if x.stale > len(x.m) || (x.dirty && x.stale > 0) {
+	if x.stale > len(x.m) {
 		kept := x.log[:0]
 		for _, vk := range x.log {
 			if e, ok := x.m[vk.key]; ok && e.Version == vk.version {
@@ -154,12 +158,24 @@ func (x *index) tidy() {
 		clear(x.log[len(kept):])
 		x.log = kept
 		x.stale = 0
+		x.sorted = min(x.sorted, len(x.log))
+		if !slices.IsSortedFunc(x.log[:x.sorted], cmpVerKey) {
+			x.sorted = 0
+		}
 	}
 	if x.dirty {
-		slices.SortFunc(x.log, cmpVerKey)
-		x.log = slices.CompactFunc(x.log, func(a, b verKey) bool { return cmpVerKey(a, b) == 0 })
+		tail := x.log[x.sorted:]
+		slices.SortFunc(tail, cmpVerKey)
+		from := max(x.sorted-1, 0) // where duplicates may now sit side by side
+		if x.sorted > 0 && len(tail) > 0 && cmpVerKey(x.log[x.sorted-1], tail[0]) > 0 {
+			slices.SortFunc(x.log, cmpVerKey)
+			from = 0
+		}
+		c := slices.CompactFunc(x.log[from:], func(a, b verKey) bool { return cmpVerKey(a, b) == 0 })
+		x.log = x.log[:from+len(c)]
 		x.dirty = false
 	}
+	x.sorted = len(x.log)
 }
 
 // since returns the live positions with version above v, in version order.

@@ -62,7 +62,7 @@ func (s *Store) fileState(k synkfs.Key) fileInfo {
 		return fileInfo{}
 	}
 	path := filepath.Join(s.root, filepath.FromSlash(rel))
-	fi, err := s.fs.Stat(path)
+	fi, err := s.fs.Lstat(path) // a link is not a record file: never followed
 	if errors.Is(err, fs.ErrNotExist) {
 		return fileInfo{dirty: live}
 	}
@@ -83,7 +83,7 @@ func (s *Store) examine(k synkfs.Key, rel string, e entry, live bool, fi fs.File
 	if fi.Size() > s.opts.MaxRecordSize {
 		return fileInfo{exists: true, dirty: true, reason: fmt.Sprintf("file is %d bytes, over the %d byte limit", fi.Size(), s.opts.MaxRecordSize)}
 	}
-	data, err := s.fs.ReadFile(filepath.Join(s.root, filepath.FromSlash(rel)))
+	data, err := s.readRecordFile(rel)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fileInfo{dirty: live}
 	}
@@ -100,7 +100,12 @@ func (s *Store) examine(k synkfs.Key, rel string, e entry, live bool, fi fs.File
 // Dirty reports whether k's file holds content the store did not write: an
 // edit not yet applied, a file created or deleted by hand, or a bad entry.
 // It is what ApplyOptions.Guard checks.
-func (s *Store) Dirty(k synkfs.Key) bool { return s.fileState(k).dirty }
+func (s *Store) Dirty(k synkfs.Key) bool {
+	if err := s.settle(); err != nil {
+		return true // the file may not hold what the store applied
+	}
+	return s.fileState(k).dirty
+}
 
 // ScanChanges walks the tree and reports every difference between the
 // record files and the index (see Report), skipping ignored paths. It
@@ -109,6 +114,9 @@ func (s *Store) Dirty(k synkfs.Key) bool { return s.fileState(k).dirty }
 func (s *Store) ScanChanges() (Report, error) {
 	var rep Report
 	if err := s.usable(); errors.Is(err, synkfs.ErrClosed) {
+		return rep, fmt.Errorf("scan changes: %w", err)
+	}
+	if err := s.settle(); err != nil {
 		return rep, fmt.Errorf("scan changes: %w", err)
 	}
 	m := s.ignore

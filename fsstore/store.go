@@ -90,6 +90,18 @@ type Options struct {
 	// NoSync skips every fsync, trading durability for speed. For tests
 	// and benchmarks only.
 	NoSync bool
+	// WriteBehind makes Apply return once the batch is durable in the
+	// journal and applied to the index; a background writer then writes
+	// the record files, in order, soon after. Reads of records whose
+	// files are not written yet are served from memory; ScanChanges,
+	// Dirty, ApplyWith with Guard, checkpoints and Close first wait for
+	// the writer. Durability is unchanged (the journal replays after a
+	// crash). Meant for a server, whose tree nobody edits; a replica,
+	// whose user expects the files right away, leaves it off.
+	WriteBehind bool
+	// MaxBehind bounds the puts and deletes waiting for the writer; Apply
+	// waits while it is exceeded. 0 means DefaultMaxBehind.
+	MaxBehind int
 }
 
 // Store is the journaled directory store. It implements synkfs.Store.
@@ -109,15 +121,23 @@ type Store struct {
 	broken       error // a failed apply left memory behind the journal
 	pending      int   // batches since the last checkpoint
 	pendingBytes int64
-	dirtyFiles   map[string]struct{} // written since the last checkpoint
-	dirtyDirs    map[string]struct{} // entries changed since the last checkpoint
-	dirs         map[string]bool     // type folders known to exist
+
+	// fileMu guards the file bookkeeping below, which whoever writes
+	// record files (Apply, or the write-behind writer) and checkpoints
+	// share.
+	fileMu     sync.Mutex
+	dirtyFiles map[string]struct{} // written since the last checkpoint
+	dirtyDirs  map[string]struct{} // entries changed since the last checkpoint
+	dirs       map[string]bool     // type folders known to exist
+
+	behind *behind // nil without Options.WriteBehind
 
 	// mu guards st and closed, and keeps readers from seeing a batch half
 	// applied to the files: Apply holds it while it writes them.
-	mu     sync.RWMutex
-	st     *state
-	closed bool
+	mu        sync.RWMutex
+	st        *state
+	closed    bool
+	unwritten map[synkfs.Key]unwrittenPut // write-behind: puts not yet in files
 }
 
 var _ synkfs.Store = (*Store)(nil)
@@ -143,6 +163,10 @@ func Open(root string, opts *Options) (*Store, error) {
 	if s.opts.CheckpointEvery <= 0 {
 		s.opts.CheckpointEvery = DefaultCheckpointEvery
 	}
+	if s.opts.MaxBehind <= 0 {
+		s.opts.MaxBehind = DefaultMaxBehind
+	}
+	s.unwritten = map[synkfs.Key]unwrittenPut{}
 	s.fs, s.log = s.opts.FS, s.opts.Logger.With("store", root)
 	s.dirtyFiles, s.dirtyDirs, s.dirs = map[string]struct{}{}, map[string]struct{}{}, map[string]bool{}
 	if err := s.open(); err != nil {
@@ -150,6 +174,9 @@ func Open(root string, opts *Options) (*Store, error) {
 			_ = s.j.Close()
 		}
 		return nil, fmt.Errorf("open store %s: %w", root, err)
+	}
+	if s.opts.WriteBehind {
+		s.behind = newBehind(s, s.opts.MaxBehind)
 	}
 	return s, nil
 }
@@ -329,11 +356,14 @@ func (s *Store) read(k synkfs.Key) (synkfs.Record, error) {
 	if !ok || e.Deleted {
 		return synkfs.Record{}, fmt.Errorf("get %s: %w", k, synkfs.ErrNotFound)
 	}
+	if body, ok := s.readUnwritten(k); ok {
+		return synkfs.Record{Key: k, Version: e.Version, Body: body}, nil
+	}
 	rel, err := KeyPath(k)
 	if err != nil {
 		return synkfs.Record{}, err
 	}
-	data, err := s.fs.ReadFile(filepath.Join(s.root, filepath.FromSlash(rel)))
+	data, err := s.readRecordFile(rel)
 	if errors.Is(err, fs.ErrNotExist) {
 		return synkfs.Record{}, fmt.Errorf("get %s: file %s was removed: %w", k, rel, synkfs.ErrNotFound)
 	}
@@ -432,6 +462,9 @@ func (s *Store) Close() error {
 	var err error
 	if s.broken == nil && s.pending > 0 {
 		err = s.checkpoint()
+	}
+	if s.behind != nil {
+		s.behind.close() // idle: the checkpoint drained it, or it failed
 	}
 	if jerr := s.j.Close(); err == nil {
 		err = jerr
