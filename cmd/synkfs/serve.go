@@ -88,7 +88,9 @@ func (c *serveCmd) openStore(e *env) (synkfs.Store, string, error) {
 	if c.Data == "" {
 		return memstore.New(), "memory (lost on exit; use --data DIR to keep it)", nil
 	}
-	s, err := fsstore.Open(c.Data, &fsstore.Options{Logger: e.log})
+	// Record files are written behind the journal: a batch is durable
+	// (and acknowledged) once journaled; a restart replays the journal.
+	s, err := fsstore.Open(c.Data, &fsstore.Options{Logger: e.log, WriteBehind: true})
 	if err != nil {
 		return nil, "", fmt.Errorf("open data folder %s: %w", c.Data, err)
 	}
