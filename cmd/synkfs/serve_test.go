@@ -123,7 +123,7 @@ func TestServeKill9KeepsAcknowledged(t *testing.T) {
 		func() { r.Put(note("1"), `{"n":10}`) },
 		func() { r.Delete(note("2")) },
 		func() { r.Put(note("4/with slash"), `{"n":4}`); r.Delete(note("3")) },
-		func() { r.Put(note("5"), `{"big":"` + strings.Repeat("x", 2000) + `"}`) },
+		func() { r.Put(note("5"), `{"big":"`+strings.Repeat("x", 2000)+`"}`) },
 	}
 	for i, step := range steps {
 		step()
