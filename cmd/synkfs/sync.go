@@ -21,6 +21,7 @@ type syncCmd struct {
 	Once           bool   `help:"Push what is staged, pull what is new, and exit (0 when in sync, 3 when the server cannot be reached)."`
 	ConfirmDeletes bool   `help:"Let one sweep delete more than half of the folder's records everywhere (the mass-delete guard holds such deletes back otherwise)."`
 	Dir            string `arg:"" help:"The folder to keep in sync (<type>/<id>.json files)." type:"path"`
+	connFlags      `embed:""`
 }
 
 func (c *syncCmd) Run(e *env) error {
@@ -29,6 +30,10 @@ func (c *syncCmd) Run(e *env) error {
 		return &codeError{exitUsage, err}
 	}
 	url := serverURL(c.Server)
+	opts := client.Options{URL: url, Logger: e.log}
+	if err := c.connFlags.apply(&opts); err != nil {
+		return &codeError{exitUsage, err}
+	}
 	bar := newProgress(e.stderr)
 	r, err := replica.Open(c.Dir, &replica.Options{
 		OnConflict:     strategy,
@@ -46,7 +51,8 @@ func (c *syncCmd) Run(e *env) error {
 		}
 	}()
 	r.SetServer(url)
-	cl := client.New(client.Options{URL: url, ClientID: r.ClientID(), Logger: e.log}, r)
+	opts.ClientID = r.ClientID()
+	cl := client.New(opts, r)
 
 	if !c.Once {
 		e.log.Info("syncing", "dir", r.Root(), "server", url, "on_conflict", string(strategy))
