@@ -274,6 +274,7 @@ func (s *Store) writeRecord(r synkfs.Record) (entry, error) {
 		Version: r.Version,
 		Size:    int64(len(data)),
 		MTime:   fi.ModTime().UnixNano(),
+		Checked: time.Now().UnixNano(),
 		Hash:    bodyHash(r.Body),
 	}, nil
 }
@@ -331,6 +332,7 @@ func (s *Store) checkpoint() error {
 	s.mu.Lock()
 	seq := s.st.seq
 	data := encodeSnapshot(s.st)
+	s.refreshed = false
 	s.mu.Unlock()
 	if err := writeSnapshot(s.fs, filepath.Join(s.root, StateDir, snapshotName), data, s.opts.NoSync); err != nil {
 		return fmt.Errorf("write index: %w", err)

@@ -67,21 +67,30 @@ func FuzzDecodeOp(f *testing.F) {
 
 func TestSnapshotRoundTrip(t *testing.T) {
 	st := &state{seq: 9, epoch: "e", version: 12, floor: 3, meta: map[string][]byte{"a": []byte("1"), "e": {}}, idx: newIndex()}
-	st.idx.set(synkfs.Key{Type: "b", ID: "2"}, entry{Version: 12, Size: 10, MTime: 5, Hash: [hashLen]byte{1}})
+	st.idx.set(synkfs.Key{Type: "b", ID: "2"}, entry{Version: 12, Size: 10, MTime: 5, Checked: 5 + int64(racyFine), Hash: [hashLen]byte{1}})
 	st.idx.set(synkfs.Key{Type: "a", ID: "1"}, entry{Version: 4, Deleted: true, DelTime: 77})
+	// Racily clean (recorded in the tick of its mtime): kept smudged.
+	racyKey := synkfs.Key{Type: "c", ID: "3"}
+	st.idx.set(racyKey, entry{Version: 12, Size: 10, MTime: 7, Checked: 8, Hash: [hashLen]byte{2}})
 	got, err := decodeSnapshot(encodeSnapshot(st))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.seq != 9 || got.epoch != "e" || got.version != 12 || got.floor != 3 || !maps.EqualFunc(got.meta, st.meta, bytes.Equal) || got.idx.live != 1 {
+	if got.seq != 9 || got.epoch != "e" || got.version != 12 || got.floor != 3 || !maps.EqualFunc(got.meta, st.meta, bytes.Equal) || got.idx.live != 2 {
 		t.Fatalf("snapshot round trip = %+v", got)
 	}
+	if g, _ := got.idx.get(racyKey); g.MTime != smudgedMTime {
+		t.Errorf("racy entry kept mtime %d, want it smudged", g.MTime)
+	}
 	for k, e := range st.idx.m {
+		if k == racyKey {
+			continue
+		}
 		if g, ok := got.idx.get(k); !ok || g != *e {
 			t.Errorf("entry %s = %+v, want %+v", k, g, *e)
 		}
 	}
-	if vks := got.idx.since(0); len(vks) != 2 || vks[0].version != 4 {
+	if vks := got.idx.since(0); len(vks) != 3 || vks[0].version != 4 {
 		t.Errorf("since after load = %+v", vks)
 	}
 	if _, err := decodeSnapshot([]byte("SYNKIDX1garbage")); err == nil {

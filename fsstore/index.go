@@ -18,6 +18,10 @@ type entry struct {
 	DelTime int64 // unix nanoseconds when the tombstone was written
 	Size    int64 // size of the record file as written by the store
 	MTime   int64 // its modification time, unix nanoseconds
+	// Checked is when Size and MTime were recorded (unix nanoseconds):
+	// the stat proves nothing for a file changed within the racy window
+	// of it (see racy.go). Not kept in snapshots.
+	Checked int64
 	Hash    [hashLen]byte
 }
 

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/synkfs/synkfs"
 )
@@ -50,7 +51,8 @@ type fileInfo struct {
 }
 
 // fileState looks at k's file and compares it with the index: first size
-// and mtime, then, if they differ, the content hash of the canonical body.
+// and mtime, then, if they differ or the file is racily clean (see
+// racy.go), the content hash of the canonical body.
 // Callers hold applyMu or accept a racy answer.
 func (s *Store) fileState(k synkfs.Key) fileInfo {
 	s.mu.RLock()
@@ -69,13 +71,13 @@ func (s *Store) fileState(k synkfs.Key) fileInfo {
 	if err != nil {
 		return fileInfo{exists: true, dirty: true, reason: err.Error()}
 	}
-	if live && fi.Mode().IsRegular() && fi.Size() == e.Size && fi.ModTime().UnixNano() == e.MTime {
+	if live && statClean(e, fi) {
 		return fileInfo{exists: true, valid: true} // body not read
 	}
 	return s.examine(k, rel, e, live, fi)
 }
 
-// examine reads a record file whose stat differs from the index.
+// examine reads a record file whose stat does not prove it unchanged.
 func (s *Store) examine(k synkfs.Key, rel string, e entry, live bool, fi fs.FileInfo) fileInfo {
 	if !fi.Mode().IsRegular() {
 		return fileInfo{exists: true, dirty: true, reason: "not a regular file"}
@@ -94,7 +96,13 @@ func (s *Store) examine(k synkfs.Key, rel string, e entry, live bool, fi fs.File
 	if err != nil {
 		return fileInfo{exists: true, dirty: true, reason: err.Error()}
 	}
-	return fileInfo{exists: true, valid: true, body: body, dirty: !live || bodyHash(body) != e.Hash}
+	dirty := !live || bodyHash(body) != e.Hash
+	if !dirty {
+		// A touch, a reformat, or a racily clean file: trust its stat
+		// from now on (or, while still racy, read it again next time).
+		s.confirmed(k, e, fi, time.Now().UnixNano())
+	}
+	return fileInfo{exists: true, valid: true, body: body, dirty: dirty}
 }
 
 // Dirty reports whether k's file holds content the store did not write: an
@@ -109,8 +117,10 @@ func (s *Store) Dirty(k synkfs.Key) bool {
 
 // ScanChanges walks the tree and reports every difference between the
 // record files and the index (see Report), skipping ignored paths. It
-// changes nothing. Files whose size and mtime match the index are taken as
-// unchanged without being read.
+// changes nothing on disk. Files whose size and mtime match the index are
+// taken as unchanged without being read, unless they are racily clean
+// (changed within the file system's timestamp granularity of when the
+// store recorded them, see racy.go).
 func (s *Store) ScanChanges() (Report, error) {
 	var rep Report
 	if err := s.usable(); errors.Is(err, synkfs.ErrClosed) {
@@ -172,7 +182,7 @@ func (s *Store) scanFile(rep *Report, k synkfs.Key, rel string) {
 	if err != nil {
 		return // gone since the directory was read
 	}
-	if live && fi.Mode().IsRegular() && fi.Size() == e.Size && fi.ModTime().UnixNano() == e.MTime {
+	if live && statClean(e, fi) {
 		return
 	}
 	st := s.examine(k, rel, e, live, fi)

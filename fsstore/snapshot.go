@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/synkfs/synkfs"
@@ -23,6 +24,9 @@ import (
 //	uvarint(nKeys) {str(type) str(id) uvarint(version) byte(flags)
 //	                [varint(deletion time) if deleted]
 //	                uvarint(size) varint(mtime) hash[16]}...
+//
+// where an mtime of math.MinInt64 marks a file that must be read before
+// its stat is trusted (see racy.go)
 //
 // in key order. It is written whole (temp file, fsync, rename, fsync of the
 // folder) at each checkpoint, so it is either the old or the new one.
@@ -72,6 +76,7 @@ func encodeSnapshot(s *state) []byte {
 		e.bytes(s.meta[k])
 	}
 	keys := s.idx.sortedKeys()
+	now := time.Now().UnixNano()
 	e.uvarint(uint64(len(keys)))
 	for _, k := range keys {
 		en := s.idx.m[k]
@@ -85,7 +90,7 @@ func encodeSnapshot(s *state) []byte {
 			e.b = append(e.b, 0)
 		}
 		e.uvarint(uint64(en.Size))
-		e.varint(en.MTime)
+		e.varint(snapshotMTime(en, now)) // racy entries are smudged
 		e.b = append(e.b, en.Hash[:]...)
 	}
 	enc, _ := zstdCodecs()
@@ -133,6 +138,9 @@ func decodeSnapshot(data []byte) (*state, error) {
 		}
 		en.Size = int64(d.uvarint())
 		en.MTime = d.varint()
+		if !en.Deleted {
+			en.Checked = loadedChecked(en.MTime)
+		}
 		d.fixed(en.Hash[:])
 		if d.err != nil {
 			break

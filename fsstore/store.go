@@ -137,6 +137,7 @@ type Store struct {
 	mu        sync.RWMutex
 	st        *state
 	closed    bool
+	refreshed bool                        // index entries confirmed by a scan since the last checkpoint
 	unwritten map[synkfs.Key]unwrittenPut // write-behind: puts not yet in files
 }
 
@@ -229,7 +230,7 @@ func (s *Store) open() error {
 		for _, d := range o.batch.Deletes {
 			touched[EscapeName(d.Type)] = true
 		}
-		if err := s.apply(o); err != nil {
+		if err := s.replayApply(o); err != nil {
 			return fmt.Errorf("replay entry %d: %w", seq, err)
 		}
 		s.st.seq = seq
@@ -460,7 +461,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	var err error
-	if s.broken == nil && s.pending > 0 {
+	if s.broken == nil && (s.pending > 0 || s.refreshed) {
 		err = s.checkpoint()
 	}
 	if s.behind != nil {
