@@ -26,6 +26,15 @@ type ApplyOptions struct {
 	// what the server sent, so a user's unsynced edit is never lost; it
 	// stages the edit (found by ScanChanges) and retries.
 	Guard bool
+	// Adopt does not write the put records' files: each put takes the
+	// file as it is when its canonical body equals the put's body (its
+	// size, mtime and hash go into the index, the bytes stay exactly as
+	// the user wrote them); otherwise the file is left alone too and the
+	// next scan reports what it holds. A replica stages a scanned edit
+	// with it, so the user's file is not rewritten. The batch is
+	// journaled like any other (its bodies replay after a crash). With
+	// WriteBehind, an adopting batch is applied synchronously.
+	Adopt bool
 }
 
 // DirtyError is returned by ApplyWith with Guard when files hold content
@@ -77,11 +86,13 @@ func (s *Store) ApplyWith(ctx context.Context, b synkfs.Batch, o ApplyOptions) e
 	if cur := s.Version(); b.Version < cur {
 		return fmt.Errorf("apply batch %d onto version %d: %w", b.Version, cur, synkfs.ErrStaleVersion)
 	}
-	if o.Guard {
+	if o.Guard || (o.Adopt && s.behind != nil) {
 		if err := s.settle(); err != nil {
 			return fmt.Errorf("apply batch %d: %w", b.Version, err)
 		}
-		if err := s.guard(nb); err != nil {
+	}
+	if o.Guard {
+		if err := s.guard(nb, o.Adopt); err != nil {
 			return fmt.Errorf("apply batch %d: %w", b.Version, err)
 		}
 	}
@@ -92,7 +103,7 @@ func (s *Store) ApplyWith(ctx context.Context, b synkfs.Batch, o ApplyOptions) e
 		s.broken = err // the entry may or may not be durable
 		return fmt.Errorf("apply batch %d: journal: %w", b.Version, err)
 	}
-	if s.behind != nil {
+	if s.behind != nil && !o.Adopt {
 		s.applyMemory(&nb, seq, now)
 		files := &synkfs.Batch{Version: nb.Version, Puts: nb.Puts, Deletes: nb.Deletes}
 		if err := s.behind.push(behindJob{seq: seq, time: now, b: files}); err != nil {
@@ -101,7 +112,7 @@ func (s *Store) ApplyWith(ctx context.Context, b synkfs.Batch, o ApplyOptions) e
 		}
 		return s.afterCommit(len(data))
 	}
-	if err := s.apply(op{kind: opBatch, batch: nb, time: now}); err != nil {
+	if err := s.apply(op{kind: opBatch, batch: nb, time: now, adopt: o.Adopt}); err != nil {
 		s.broken = err
 		return fmt.Errorf("apply batch %d: %w", b.Version, err)
 	}
@@ -163,10 +174,13 @@ func (s *Store) prepare(b synkfs.Batch) (synkfs.Batch, error) {
 }
 
 // guard returns a *DirtyError if b would clobber content the store did not
-// write.
-func (s *Store) guard(b synkfs.Batch) error {
+// write. Adopted puts never write, so they clobber nothing.
+func (s *Store) guard(b synkfs.Batch, adopt bool) error {
 	var keys []synkfs.Key
 	for _, r := range b.Puts {
+		if adopt {
+			break
+		}
 		if st := s.fileState(r.Key); st.dirty && !(st.valid && bytes.Equal(st.body, r.Body)) {
 			keys = append(keys, r.Key)
 		}
@@ -200,7 +214,11 @@ func (s *Store) apply(o op) error {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
 	for _, r := range b.Puts {
-		e, err := s.writeRecord(r)
+		write := s.writeRecord
+		if o.adopt {
+			write = s.adoptRecord
+		}
+		e, err := write(r)
 		if err != nil {
 			return err
 		}

@@ -35,6 +35,7 @@ type op struct {
 	batch  synkfs.Batch
 	time   int64 // opBatch: when applied; opCompact: drop tombstones before
 	nbytes int   // encoded size
+	adopt  bool  // opBatch applied with ApplyOptions.Adopt (not journaled)
 }
 
 var errShort = errors.New("truncated")
