@@ -163,9 +163,9 @@ func (r *Replica) ackOnce(b client.Batch, ack *wire.Ack) error {
 			// rewritten. After a duplicate ack the version is unknown;
 			// the changes that follow bring it.
 			if !ack.Duplicate && ack.Version > 0 {
-				setBase(&nb, c.key, ack.Version, c.body)
+				r.setBase(&nb, c.key, ack.Version, c.body)
 			} else if v, ok := r.baseVersion(c.key); ok {
-				setBase(&nb, c.key, v, c.body)
+				r.setBase(&nb, c.key, v, c.body)
 			}
 			done(e)
 			events = append(events, Event{Kind: EventPushed, Key: c.key, Deleted: c.deleted})

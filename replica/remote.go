@@ -31,6 +31,8 @@ func (r *Replica) ApplyRemote(ctx context.Context, epoch string, ch *wire.Change
 	if r.closed {
 		return errClosed
 	}
+	r.baseEpoch = epoch
+	defer func() { r.baseEpoch = "" }()
 	for attempt := 0; ; attempt++ {
 		events, err := r.applyRemoteOnce(epoch, ch)
 		var de *fsstore.DirtyError
@@ -77,7 +79,7 @@ func (r *Replica) applyRemoteOnce(epoch string, ch *wire.Changes) ([]Event, erro
 			return nil // already applied (our own change coming back, or a repeat)
 		}
 		if cur, live := r.store.Lookup(k); deleted && (!live || cur.Deleted) {
-			setBase(&nb, k, theirs.Version, nil) // nothing to remove here
+			r.setBase(&nb, k, theirs.Version, nil) // nothing to remove here
 			return nil
 		}
 		r.takeTheirs(&nb, theirs, deleted)
@@ -111,7 +113,7 @@ func (r *Replica) applyRemoteOnce(epoch string, ch *wire.Changes) ([]Event, erro
 func (r *Replica) takeTheirs(nb *synkfs.Batch, theirs synkfs.Record, deleted bool) {
 	if deleted {
 		nb.Deletes = append(nb.Deletes, synkfs.Tombstone{Key: theirs.Key, Version: theirs.Version})
-		setBase(nb, theirs.Key, theirs.Version, nil)
+		r.setBase(nb, theirs.Key, theirs.Version, nil)
 		return
 	}
 	body := theirs.Body
@@ -122,7 +124,7 @@ func (r *Replica) takeTheirs(nb *synkfs.Batch, theirs synkfs.Record, deleted boo
 		body = c
 	}
 	nb.Puts = append(nb.Puts, synkfs.Record{Key: theirs.Key, Version: theirs.Version, Body: body})
-	setBase(nb, theirs.Key, theirs.Version, body)
+	r.setBase(nb, theirs.Key, theirs.Version, body)
 }
 
 // settle decides a record with the local change e against the server's
@@ -152,7 +154,7 @@ func (r *Replica) settle(nb *synkfs.Batch, e *stageEntry, theirs synkfs.Record, 
 		ev.Kind, ev.Message = EventPulled, "deleted on both sides"
 		return ev, nil
 	case !oursDeleted && !theirsDeleted && merge.Equal(ours, theirs.Body):
-		setBase(nb, k, theirs.Version, ours) // the file already holds it
+		r.setBase(nb, k, theirs.Version, ours) // the file already holds it
 		unstage()
 		ev.Kind, ev.Message = EventPushed, "same on both sides"
 		return ev, nil
@@ -212,9 +214,9 @@ func (r *Replica) settle(nb *synkfs.Batch, e *stageEntry, theirs synkfs.Record, 
 		// Keep ours, now based on the server's version, and send it
 		// again; the file stays as it is.
 		if theirsDeleted {
-			setBase(nb, k, theirs.Version, nil)
+			r.setBase(nb, k, theirs.Version, nil)
 		} else {
-			setBase(nb, k, theirs.Version, theirs.Body)
+			r.setBase(nb, k, theirs.Version, theirs.Body)
 		}
 		e.Batch, e.Again, e.Fresh = 0, false, false
 	default: // KeepBoth
@@ -263,6 +265,8 @@ func (r *Replica) ApplySnapshot(ctx context.Context, s *client.Snapshot) error {
 	if _, err := r.scanLocked(); err != nil {
 		return err
 	}
+	r.baseEpoch = s.Epoch
+	defer func() { r.baseEpoch = "" }()
 	newHistory := s.Epoch != r.st.Epoch
 	// Whatever was sealed and not acknowledged is dropped and re-staged.
 	if r.sealed != nil {
@@ -347,7 +351,7 @@ func (r *Replica) ApplySnapshot(ctx context.Context, s *client.Snapshot) error {
 				continue
 			}
 			nb.Deletes = append(nb.Deletes, synkfs.Tombstone{Key: rec.Key, Version: s.Version})
-			setBase(&nb, rec.Key, s.Version, nil)
+			r.setBase(&nb, rec.Key, s.Version, nil)
 		}
 		if len(recs) < 1000 {
 			break
@@ -391,7 +395,7 @@ func (r *Replica) snapshotPage(page []synkfs.Record, newHistory bool) ([]Event, 
 		if cur, ok := r.store.Lookup(rec.Key); ok && !cur.Deleted {
 			if local, err := r.store.Get(rec.Key); err == nil && merge.Equal(local.Body, rec.Body) {
 				// Same body: only the base moves, the file stays.
-				setBase(&nb, rec.Key, rec.Version, local.Body)
+				r.setBase(&nb, rec.Key, rec.Version, local.Body)
 				continue
 			}
 		}

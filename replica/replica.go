@@ -31,6 +31,7 @@
 package replica
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -234,8 +235,12 @@ type Replica struct {
 	recent map[synkfs.Key]recentWrite
 	watch  string         // watcher mode, "" when not watching
 	cl     *client.Client // for Kick and State; nil until Attach
-	server string         // for Status
-	closed bool
+	// baseEpoch, when set, is the epoch of the changes being applied
+	// (a snapshot's before the cursor moves to it); bases written
+	// meanwhile belong to it. "" means the cursor's epoch.
+	baseEpoch string
+	server    string // for Status
+	closed    bool
 
 	statusMu    sync.Mutex // guards the two below and the file
 	statusLast  []byte     // the last status written, without its time
@@ -415,39 +420,80 @@ func baseKey(k synkfs.Key) string {
 	return metaBase + p
 }
 
-// A base is stored as the record's server version (8 bytes, big endian)
-// followed by its body; no body means the server has it deleted. The
-// version is the base of the next push, kept here rather than in the
-// store's index so that learning it never rewrites the user's file.
+// A base is stored as the record's server version (8 bytes, big endian),
+// a zero byte, the server epoch the version belongs to, a zero byte, then
+// its body; no body means the server has it deleted. The version is the
+// base of the next push, kept here rather than in the store's index so
+// that learning it never rewrites the user's file. A version from another
+// epoch means nothing in the current one (a server that lost its memory
+// counts again from 0), so it is not used as a base. Bases written before
+// the epoch was kept (the version directly followed by the body) count as
+// the current epoch's.
 
 // setBase records in nb that the server holds body (nil: a tombstone) at
-// version for k.
-func setBase(nb *synkfs.Batch, k synkfs.Key, version uint64, body []byte) {
+// version for k, in the epoch being applied (see baseEpoch).
+func (r *Replica) setBase(nb *synkfs.Batch, k synkfs.Key, version uint64, body []byte) {
 	if nb.Meta == nil {
 		nb.Meta = map[string][]byte{}
 	}
-	v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(body)), version)
+	epoch := r.baseEpoch
+	if epoch == "" {
+		epoch = r.st.Epoch
+	}
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 10+len(epoch)+len(body)), version)
+	v = append(v, 0)
+	v = append(v, epoch...)
+	v = append(v, 0)
 	nb.Meta[baseKey(k)] = append(v, body...)
 }
 
-// base returns the body last agreed with the server for k (nil if none or
-// deleted).
-func (r *Replica) base(k synkfs.Key) []byte {
-	b, ok := r.store.Meta(baseKey(k))
-	if !ok || len(b) <= 8 {
-		return nil
+// decodeBase splits a stored base; tagged is false for the older form
+// without an epoch. ok is false when b is too short to be a base.
+func decodeBase(b []byte) (version uint64, epoch string, tagged bool, body []byte, ok bool) {
+	if len(b) < 8 {
+		return 0, "", false, nil, false
 	}
-	return b[8:]
+	version, rest := binary.BigEndian.Uint64(b), b[8:]
+	if len(rest) > 0 && rest[0] == 0 {
+		if i := bytes.IndexByte(rest[1:], 0); i >= 0 {
+			return version, string(rest[1 : 1+i]), true, rest[2+i:], true
+		}
+		return version, "", false, nil, false
+	}
+	return version, "", false, rest, true
 }
 
-// baseVersion returns the server version of k last seen, and whether one
-// is known.
+// base returns the body last agreed with the server for k (nil if none or
+// deleted). A body from an earlier epoch is still the last one both sides
+// agreed on, so it serves three-way merges whatever its epoch.
+func (r *Replica) base(k synkfs.Key) []byte {
+	b, ok := r.store.Meta(baseKey(k))
+	if !ok {
+		return nil
+	}
+	_, _, _, body, ok := decodeBase(b)
+	if !ok || len(body) == 0 {
+		return nil
+	}
+	return body
+}
+
+// baseVersion returns the server version of k to send as the base of a
+// change, and whether one is known. Without a base of the current epoch,
+// the replica has applied everything up to its cursor and not seen k
+// there: the cursor is the base (capped by the record's local version,
+// which is where its history here starts).
 func (r *Replica) baseVersion(k synkfs.Key) (uint64, bool) {
-	if b, ok := r.store.Meta(baseKey(k)); ok && len(b) >= 8 {
-		return binary.BigEndian.Uint64(b), true
+	if b, ok := r.store.Meta(baseKey(k)); ok {
+		if v, epoch, tagged, _, ok := decodeBase(b); ok {
+			if !tagged || epoch == r.st.Epoch {
+				return v, true
+			}
+			return r.st.Version, true
+		}
 	}
 	if c, ok := r.store.Lookup(k); ok {
-		return c.Version, true
+		return min(c.Version, r.st.Version), true
 	}
 	return 0, false
 }
