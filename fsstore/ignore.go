@@ -20,7 +20,9 @@ const IgnoreFile = ".synkignore"
 //     or not ending in ".json",
 //   - editor leftovers: "*.swp", "*.swo", "4913", "*~", "#*#", "*.tmp",
 //     "*.part" (most already fail the ".json" rule; they are listed so the
-//     watcher can drop their events early).
+//     watcher can drop their events early),
+//   - conflict copies, "<id>.conflict-<host>-<time>.json" (see
+//     IsConflictCopyName).
 //
 // Patterns from a .synkignore file add to these: one per line, blank lines
 // and lines starting with '#' skipped, '!' negates (re-includes what an
@@ -111,7 +113,7 @@ func (m *Matcher) IsIgnored(relpath string) bool {
 			return true
 		}
 	}
-	if editorLeftover(segs[1]) {
+	if editorLeftover(segs[1]) || IsConflictCopyName(segs[1]) {
 		return true
 	}
 	return m.excluded(segs[:1], true) || m.excluded(segs, false)

@@ -4,7 +4,8 @@ import "testing"
 
 func TestBuiltinIgnore(t *testing.T) {
 	var m *Matcher // nil: built-in rules only
-	records := []string{"user/1.json", "notes/a.b.json", "t/%2Ex.json", "t/#x.json", "t/x.tmp.json"}
+	records := []string{"user/1.json", "notes/a.b.json", "t/%2Ex.json", "t/#x.json", "t/x.tmp.json",
+		"t/a%2Econflict-h-20260102T030405.json", "t/a.conflict.json"}
 	for _, p := range records {
 		if m.IsIgnored(p) {
 			t.Errorf("IsIgnored(%q) = true, want a record", p)
@@ -15,6 +16,7 @@ func TestBuiltinIgnore(t *testing.T) {
 		"user/4913", "user/1.json~", "user/#1.json#", "user/.#1.json",
 		"user/1.json.tmp", "user/1.json.part", ".synk/index.json", "top.json",
 		"user/sub/1.json", ".hidden/1.json", "user/.json", "user/x.swp",
+		"user/1.conflict-host-20260102T030405.json", "user/a%2Fb.conflict-h.x-20260102T030405-2.json",
 	}
 	for _, p := range ignored {
 		if !m.IsIgnored(p) {

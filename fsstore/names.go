@@ -19,7 +19,9 @@ import (
 //   - '/' and NUL (a file name cannot hold them),
 //   - control characters 0x01-0x1F and 0x7F (editors and shells mangle them),
 //   - a '.' in the first position (names starting with '.' are reserved for
-//     the state folder and editor files, and "." and ".." are not names).
+//     the state folder and editor files, and "." and ".." are not names),
+//   - the '.' of a ".conflict-" sequence (such names are conflict copies,
+//     which are never records; see ConflictInfix).
 //
 // Every other byte, including any UTF-8 sequence, is kept as is. The
 // mapping is a bijection: UnescapeName accepts only names that EscapeName
@@ -38,8 +40,13 @@ var ErrNameTooLong = errors.New("file name too long")
 
 const hexDigits = "0123456789ABCDEF"
 
-func mustEscape(c byte, first bool) bool {
-	return c == '%' || c == '/' || c < 0x20 || c == 0x7f || (first && c == '.')
+// mustEscape reports whether byte c, at position i of the unescaped name,
+// must be escaped; rest is what follows it in the unescaped name (its
+// first bytes suffice: "conflict-" holds no byte that is ever escaped, so
+// it reads the same escaped and unescaped).
+func mustEscape(c byte, i int, rest string) bool {
+	return c == '%' || c == '/' || c < 0x20 || c == 0x7f ||
+		(c == '.' && (i == 0 || strings.HasPrefix(rest, ConflictInfix[1:])))
 }
 
 // EscapeName returns s as a file name component (see the package's rules
@@ -47,7 +54,7 @@ func mustEscape(c byte, first bool) bool {
 func EscapeName(s string) string {
 	n := 0
 	for i := 0; i < len(s); i++ {
-		if mustEscape(s[i], i == 0) {
+		if mustEscape(s[i], i, s[i+1:]) {
 			n++
 		}
 	}
@@ -58,7 +65,7 @@ func EscapeName(s string) string {
 	b.Grow(len(s) + 2*n)
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if mustEscape(c, i == 0) {
+		if mustEscape(c, i, s[i+1:]) {
 			b.WriteByte('%')
 			b.WriteByte(hexDigits[c>>4])
 			b.WriteByte(hexDigits[c&15])
@@ -81,7 +88,7 @@ func UnescapeName(name string) (string, error) {
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		if c != '%' {
-			if mustEscape(c, i == 0) {
+			if mustEscape(c, b.Len(), name[i+1:]) {
 				return "", fmt.Errorf("name %q: byte %#02x at %d must be escaped", name, c, i)
 			}
 			b.WriteByte(c)
@@ -95,7 +102,7 @@ func UnescapeName(name string) (string, error) {
 			return "", fmt.Errorf("name %q: bad escape %q at %d", name, name[i:i+3], i)
 		}
 		d := byte(hi<<4 | lo)
-		if !mustEscape(d, b.Len() == 0) {
+		if !mustEscape(d, b.Len(), name[i+3:]) {
 			return "", fmt.Errorf("name %q: %q escapes a byte that needs no escape", name, name[i:i+3])
 		}
 		b.WriteByte(d)

@@ -23,6 +23,10 @@ func TestEscapeExamples(t *testing.T) {
 		{"del\x7f", "del%7F"},
 		{"ünïcödé ✓", "ünïcödé ✓"},
 		{"#x#", "#x#"},
+		{"a.conflict-h-20260102T030405", "a%2Econflict-h-20260102T030405"},
+		{".conflict-", "%2Econflict-"},
+		{"a.conflict", "a.conflict"},
+		{"a..conflict-", "a.%2Econflict-"},
 	}
 	for _, c := range cases {
 		if got := EscapeName(c.in); got != c.want {
@@ -36,7 +40,8 @@ func TestEscapeExamples(t *testing.T) {
 }
 
 func TestUnescapeRefusesNonCanonical(t *testing.T) {
-	for _, name := range []string{"", "%41", "%2e", "%2", "%", "%GG", ".x", "a\x01", "x%2E"} {
+	for _, name := range []string{"", "%41", "%2e", "%2", "%", "%GG", ".x", "a\x01", "x%2E",
+		"a.conflict-h", "a%2Econflict", "a%2E%63onflict-"} {
 		if got, err := UnescapeName(name); err == nil {
 			t.Errorf("UnescapeName(%q) = %q, want an error", name, got)
 		}
@@ -94,11 +99,19 @@ func checkKeyRoundTrip(t interface{ Fatalf(string, ...any) }, k synkfs.Key) {
 	if err != nil || back != k {
 		t.Fatalf("PathKey(KeyPath(%q)) = %q, %v", k, back, err)
 	}
+	// A record's file is never taken for a conflict copy, nor ignored.
+	if IsConflictCopyName(file) || strings.Contains(file, ConflictInfix) {
+		t.Fatalf("KeyPath(%q) = %q looks like a conflict copy", k, p)
+	}
+	if (*Matcher)(nil).IsIgnored(p) {
+		t.Fatalf("KeyPath(%q) = %q is ignored", k, p)
+	}
 }
 
 func TestKeyRoundTripProperty(t *testing.T) {
 	// Bias towards the bytes that matter: escapes, dots, slashes, controls.
-	special := rapid.SampledFrom([]string{"%", "/", ".", "\x00", "\x1f", "\x7f", "a", "é", "%2F", "~", "#", " "})
+	special := rapid.SampledFrom([]string{"%", "/", ".", "\x00", "\x1f", "\x7f", "a", "é", "%2F", "~", "#", " ",
+		".conflict-", "conflict-", "%2E", "-20260102T030405", ".json"})
 	gen := rapid.OneOf(
 		rapid.String(),
 		rapid.Custom(func(t *rapid.T) string {
@@ -120,7 +133,8 @@ func TestKeyRoundTripProperty(t *testing.T) {
 }
 
 func FuzzEscape(f *testing.F) {
-	for _, s := range []string{"user", "a/b", ".x", "%", "%41", "\x00", "ü", strings.Repeat("/", 90)} {
+	for _, s := range []string{"user", "a/b", ".x", "%", "%41", "\x00", "ü", strings.Repeat("/", 90),
+		"a.conflict-h-20260102T030405", ".conflict-", "a%2Econflict-b", "x..conflict-"} {
 		f.Add(s, s)
 	}
 	f.Fuzz(func(t *testing.T, typ, id string) {

@@ -220,3 +220,24 @@ func TestOpenDoesNotReadRecords(t *testing.T) {
 		t.Errorf("bad entries after reopen = %d, want 9: %+v", len(rep.Bad), rep.Bad)
 	}
 }
+
+// Conflict copies are skipped without being read; a record whose id holds
+// ".conflict-" is a record like any other.
+func TestScanSkipsConflictCopies(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	k := synkfs.Key{Type: "user", ID: "1.conflict-host-20260102T030405"}
+	put(t, s, 1, synkfs.Record{Key: k, Version: 1, Body: []byte(`{"a":1}`)})
+	write(t, dir, "user/1.conflict-host-20260102T030405.json", `not json at all`)
+	write(t, dir, "user/2.conflict-host-20260102T030405-3.json", `{"b":2}`)
+	rep, err := s.ScanChanges()
+	if err != nil || !rep.Empty() {
+		t.Fatalf("scan = %+v, %v; want nothing", rep, err)
+	}
+	if got, err := s.Get(k); err != nil || string(got.Body) != `{"a":1}` {
+		t.Fatalf("Get(%s) = %s, %v", k, got.Body, err)
+	}
+	if _, err := PathKey("user/1.conflict-host-20260102T030405.json"); err == nil {
+		t.Error("PathKey accepted a conflict copy's name")
+	}
+}
