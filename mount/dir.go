@@ -433,9 +433,14 @@ func (d *dirNode) Unlink(ctx context.Context, name string) syscall.Errno {
 	d.mu.Unlock()
 	k, ok := d.recordKey(name)
 	if !ok {
+		if d.isRoot() && d.GetChild(name) != nil {
+			return syscall.EISDIR
+		}
 		return syscall.ENOENT
 	}
-	if err := d.srv.b.Delete(ctx, k); err != nil {
+	// Saves and deletes run to the end even when the caller is
+	// interrupted: a change is applied whole or not at all.
+	if err := d.srv.b.Delete(context.WithoutCancel(ctx), k); err != nil {
 		return errno(d.srv.log, "unlink", err)
 	}
 	if ch := d.GetChild(name); ch != nil {
@@ -515,11 +520,11 @@ func (d *dirNode) Rename(ctx context.Context, name string, newParent fs.InodeEmb
 		nd.mu.Lock()
 		nd.unhideLocked(newName)
 		nd.mu.Unlock()
-		if err := d.srv.b.Put(ctx, dstKey, content); err != nil {
+		if err := d.srv.b.Put(context.WithoutCancel(ctx), dstKey, content); err != nil {
 			return errno(d.srv.log, "rename", err)
 		}
 		if saved {
-			if err := d.srv.b.Delete(ctx, f.key); err != nil && !errors.Is(err, synkfs.ErrNotFound) {
+			if err := d.srv.b.Delete(context.WithoutCancel(ctx), f.key); err != nil && !errors.Is(err, synkfs.ErrNotFound) {
 				return errno(d.srv.log, "rename", err)
 			}
 		}

@@ -168,10 +168,10 @@ func (f *file) commit(ctx context.Context) syscall.Errno {
 		return errno(f.srv.log, "save", err)
 	}
 	f.dirty, f.fresh = false, false
-	// The Backend keeps records in their pretty form: show what it kept.
-	old := f.data
-	f.reload()
-	changed := !f.loaded || !bytes.Equal(old, f.data)
+	// The Backend keeps records in its own form (pretty-printed): forget
+	// the bytes written, so that reads, here and in the kernel's cache,
+	// get what it kept.
+	f.data, f.loaded = nil, false
 	f.mu.Unlock()
 	d.mu.Lock()
 	if fresh && d.locals[name] == f {
@@ -179,9 +179,7 @@ func (f *file) commit(ctx context.Context) syscall.Errno {
 	}
 	d.forget()
 	d.mu.Unlock()
-	if changed {
-		f.srv.invalidateFile(f)
-	}
+	f.srv.invalidateFile(f)
 	return 0
 }
 

@@ -211,6 +211,9 @@ func (b *StoreBackend) validate(k synkfs.Key, content []byte) ([]byte, string) {
 	if err != nil {
 		return nil, "invalid JSON: " + err.Error()
 	}
+	if !bytes.Contains(body, []byte(`"type":`)) && !bytes.Contains(body, []byte(`"id":`)) {
+		return body, ""
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil {
 		return nil, "invalid JSON: " + err.Error()
