@@ -20,7 +20,10 @@ import (
 // and the synkfs mount over the store, each mount served by its own
 // process. Run them with:
 //
-//	go test ./mount -run '^$' -bench . -benchtime 2s
+//	go test ./mount -run '^$' -bench 'StatWarm|ReadWarm' -benchtime 20000x
+//	go test ./mount -run '^$' -bench 'ReaddirWarm' -benchtime 50x
+//	go test ./mount -run '^$' -bench 'Cold|LsL' -benchtime 3x
+//	go test ./mount -run '^$' -bench 'Create' -benchtime 10000x
 //
 // Cold variants drop the kernel's caches (/proc/sys/vm/drop_caches)
 // before each pass over the folder and report ns per file; warm variants
