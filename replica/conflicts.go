@@ -7,7 +7,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -28,31 +27,29 @@ import (
 // copy alone cannot tell: the key, the base and the server's body at the
 // time.
 
-// conflictName matches a conflict copy's file name; group 1 is the escaped
-// id, group 2 the host, group 3 the time.
-var conflictName = regexp.MustCompile(`^(.+)\.conflict-(.*)-(\d{8}T\d{6})(?:-\d+)?\.json$`)
-
 // timeLayout is the time in conflict copy and recovery file names (UTC).
 const timeLayout = "20060102T150405"
 
 // IsConflictCopy reports whether the slash-separated path relative to the
-// folder root names a conflict copy.
+// folder root names a conflict copy. The store's ignore rules skip such
+// files, and no record's file name has their shape (see
+// fsstore.IsConflictCopyName).
 func IsConflictCopy(rel string) bool {
-	return conflictName.MatchString(path.Base(rel))
+	return fsstore.IsConflictCopyName(path.Base(rel))
 }
 
 // parseConflictName returns the record id and the time a conflict copy's
 // file name carries; ok is false for any other name.
 func parseConflictName(name string) (id string, t time.Time, ok bool) {
-	m := conflictName.FindStringSubmatch(name)
-	if m == nil {
+	esc, _, stamp, ok := fsstore.ParseConflictCopyName(name)
+	if !ok {
 		return "", time.Time{}, false
 	}
-	id, err := fsstore.UnescapeName(m[1])
+	id, err := fsstore.UnescapeName(esc)
 	if err != nil {
 		return "", time.Time{}, false
 	}
-	t, err = time.Parse(timeLayout, m[3])
+	t, err = time.Parse(timeLayout, stamp)
 	if err != nil {
 		return "", time.Time{}, false
 	}
@@ -137,6 +134,43 @@ func writeConflictCopy(root string, c *Conflict, host string, ours []byte) error
 
 func sidecarPath(root, copyRel string) string {
 	return filepath.Join(root, StateDir, conflictsDir, filepath.FromSlash(copyRel))
+}
+
+// pruneSidecars removes the sidecars whose conflict copy is gone (the user
+// deleted it) and returns how many it removed. Errors are left for the
+// next time: a leftover sidecar is never listed (ListConflicts lists
+// copies), it only takes room.
+func pruneSidecars(root string) int {
+	base := filepath.Join(root, StateDir, conflictsDir)
+	dirs, err := os.ReadDir(base)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		files, err := os.ReadDir(filepath.Join(base, d.Name()))
+		if err != nil {
+			continue
+		}
+		left := len(files)
+		for _, f := range files {
+			copyRel := d.Name() + "/" + f.Name()
+			if _, err := os.Lstat(filepath.Join(root, filepath.FromSlash(copyRel))); !errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if os.Remove(filepath.Join(base, d.Name(), f.Name())) == nil {
+				n++
+				left--
+			}
+		}
+		if left == 0 {
+			_ = os.Remove(filepath.Join(base, d.Name()))
+		}
+	}
+	return n
 }
 
 // ListConflicts returns the conflict copies present in the folder at root,

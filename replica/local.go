@@ -3,11 +3,12 @@ package replica
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/synkfs/synkfs"
@@ -24,8 +25,9 @@ const maxGuardRetries = 5
 
 // Scan looks at the whole folder and stages every local change it finds
 // (edits, creations, deletions), each in the same atomic step as its
-// stage entry, then kicks the client. It reports bad entries once. It is
-// what the watcher's events and the periodic verification trigger.
+// stage entry, then kicks the client. It reports bad entries once, and
+// drops the sidecars of conflict copies the user deleted. It runs at
+// start, when the watcher lost track, and for the periodic verification.
 func (r *Replica) Scan() error {
 	r.mu.Lock()
 	if r.closed {
@@ -33,6 +35,9 @@ func (r *Replica) Scan() error {
 		return errClosed
 	}
 	n, err := r.scanLocked()
+	if pruneSidecars(r.root) > 0 {
+		r.markStatus()
+	}
 	cl := r.cl
 	r.mu.Unlock()
 	if n > 0 && cl != nil {
@@ -42,9 +47,9 @@ func (r *Replica) Scan() error {
 }
 
 // ignored reports whether the watcher may drop events for rel: the store's
-// ignore rules, and conflict copies.
+// ignore rules (conflict copies among them).
 func (r *Replica) ignored(rel string) bool {
-	return r.store.Matcher().IsIgnored(rel) || IsConflictCopy(rel)
+	return r.store.Matcher().IsIgnored(rel)
 }
 
 // scanLocked stages what ScanChanges reports and returns how many changes
@@ -55,7 +60,7 @@ func (r *Replica) scanLocked() (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		n, err := r.stageReport(&rep)
+		n, err := r.stageReport(&rep, nil)
 		var de *fsstore.DirtyError
 		if errors.As(err, &de) && attempt < maxGuardRetries {
 			continue // a file changed again while we staged it
@@ -64,18 +69,21 @@ func (r *Replica) scanLocked() (int, error) {
 	}
 }
 
-// stageReport applies one scan's findings. r.mu must be held.
-func (r *Replica) stageReport(rep *fsstore.Report) (int, error) {
+// stageReport applies one scan's findings: of the whole folder when
+// scope is nil, else of the paths in scope (see fsstore.ScanPaths).
+// r.mu must be held.
+//
+// Edits are staged by adopting the files as they are (fsstore's
+// ApplyOptions.Adopt): the store records them without rewriting what the
+// user may have open in an editor.
+func (r *Replica) stageReport(rep *fsstore.Report, scope []string) (int, error) {
 	now := r.opts.Now()
-	r.reportBad(rep.Bad)
+	r.reportBad(rep.Bad, scope)
 
 	var b synkfs.Batch
 	var events []Event
 	stagePut := func(rec synkfs.Record) {
 		rel, _ := fsstore.KeyPath(rec.Key)
-		if IsConflictCopy(rel) {
-			return
-		}
 		b.Puts = append(b.Puts, rec)
 		r.stageOne(rec.Key, false, now)
 		events = append(events, Event{Kind: EventStaged, Key: rec.Key, Path: rel})
@@ -87,13 +95,7 @@ func (r *Replica) stageReport(rep *fsstore.Report) (int, error) {
 		stagePut(rec)
 	}
 
-	dels := rep.Deleted[:0:0]
-	for _, t := range rep.Deleted {
-		rel, _ := fsstore.KeyPath(t.Key)
-		if !IsConflictCopy(rel) {
-			dels = append(dels, t)
-		}
-	}
+	dels := rep.Deleted
 	live := r.store.Count()
 	if len(dels) > 0 && !r.opts.ConfirmDeletes && live >= massDeleteMin && 2*len(dels) > live {
 		if r.paused != len(dels) {
@@ -116,7 +118,7 @@ func (r *Replica) stageReport(rep *fsstore.Report) (int, error) {
 	if len(b.Puts)+len(b.Deletes) == 0 {
 		return 0, nil
 	}
-	if err := r.applyGuarded(b); err != nil {
+	if err := r.applyWith(b, nil, fsstore.ApplyOptions{Guard: true, Adopt: true}); err != nil {
 		// Undo the in-memory staging: reload it from the store.
 		r.reloadStage()
 		return 0, err
@@ -165,13 +167,12 @@ func (r *Replica) applyGuarded(b synkfs.Batch) error {
 }
 
 // reportBad logs each bad entry once (again if its reason changes) and
-// forgets the ones that were fixed or removed.
-func (r *Replica) reportBad(bad []fsstore.BadEntry) {
+// forgets the ones that were fixed or removed: among all of them after a
+// full scan (scope nil), among the paths in scope (files, or type folders
+// and what they hold) after a partial one.
+func (r *Replica) reportBad(bad []fsstore.BadEntry, scope []string) {
 	seen := make(map[string]bool, len(bad))
 	for _, e := range bad {
-		if IsConflictCopy(e.Path) {
-			continue
-		}
 		seen[e.Path] = true
 		if r.bad[e.Path] == e.Reason {
 			continue
@@ -181,8 +182,15 @@ func (r *Replica) reportBad(bad []fsstore.BadEntry) {
 		r.emit(Event{Kind: EventBad, Key: e.Key, Path: e.Path, Message: e.Reason})
 		r.markStatus()
 	}
+	inScope := func(p string) bool {
+		if scope == nil {
+			return true
+		}
+		dir, _, _ := strings.Cut(p, "/")
+		return slices.Contains(scope, p) || slices.Contains(scope, dir)
+	}
 	for p := range r.bad {
-		if !seen[p] {
+		if !seen[p] && inScope(p) {
 			delete(r.bad, p)
 			r.markStatus()
 		}
@@ -213,53 +221,18 @@ func (r *Replica) evictBad(k synkfs.Key) error {
 	return nil
 }
 
-// Racy saves.
-//
-// The store takes a file whose size and mtime match what it last wrote as
-// unchanged without reading it. A save of the same size within the file
-// system's timestamp granularity (a few milliseconds) after the store
-// wrote the file keeps its mtime, and a scan misses it. The replica
-// remembers the bodies it had written in the last racyWindow; for a path
-// the watcher reports, it compares the file with that body, and stages a
-// difference the scan missed.
-
-// racyWindow is how long after a write a same-size save may share its
-// mtime; generous against coarse file system clocks.
-const racyWindow = 2 * time.Second
-
-type recentWrite struct {
-	hash [32]byte
-	at   time.Time
-}
-
-// noteWrites remembers the bodies just written. r.mu must be held.
-func (r *Replica) noteWrites(puts []synkfs.Record) {
-	now := time.Now()
-	for k, w := range r.recent {
-		if now.Sub(w.at) > racyWindow {
-			delete(r.recent, k)
-		}
-	}
-	for _, p := range puts {
-		r.recent[p.Key] = recentWrite{hash: sha256.Sum256(p.Body), at: now}
-	}
-}
-
 // ScanPaths stages the local changes behind the paths the watcher
-// reported: a scan, plus a content check of recently written files whose
-// size and mtime could not tell (see above).
+// reported, looking only at those files (see fsstore.ScanPaths). When it
+// finds more than one deletion, or deletes are held back, it scans the
+// whole folder instead, so that the mass-delete guard judges a folder
+// emptied over several events by the whole picture.
 func (r *Replica) ScanPaths(paths []string) error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return errClosed
 	}
-	n, err := r.scanLocked()
-	if err == nil {
-		var m int
-		m, err = r.stageRacy(paths)
-		n += m
-	}
+	n, err := r.scanPathsLocked(paths)
 	cl := r.cl
 	r.mu.Unlock()
 	if n > 0 && cl != nil {
@@ -268,31 +241,20 @@ func (r *Replica) ScanPaths(paths []string) error {
 	return err
 }
 
-// stageRacy stages edits to recently written files that a scan missed.
-// r.mu must be held.
-func (r *Replica) stageRacy(paths []string) (int, error) {
-	var rep fsstore.Report
-	now := time.Now()
-	for _, p := range paths {
-		k, err := fsstore.PathKey(p)
+func (r *Replica) scanPathsLocked(paths []string) (int, error) {
+	for attempt := 0; ; attempt++ {
+		rep, err := r.store.ScanPaths(paths)
 		if err != nil {
-			continue
+			return 0, err
 		}
-		w, ok := r.recent[k]
-		if !ok || now.Sub(w.at) > racyWindow {
-			continue
+		if len(rep.Deleted) > 1 || (len(rep.Deleted) > 0 && r.paused > 0) {
+			return r.scanLocked()
 		}
-		rec, err := r.store.Get(k)
-		if err != nil || sha256.Sum256(rec.Body) == w.hash {
-			continue
+		n, err := r.stageReport(&rep, paths)
+		var de *fsstore.DirtyError
+		if errors.As(err, &de) && attempt < maxGuardRetries {
+			continue // a file changed again while we staged it
 		}
-		if c, ok := r.store.Lookup(k); ok && !c.Deleted {
-			rec.Version = c.Version
-			rep.Edited = append(rep.Edited, rec)
-		}
+		return n, err
 	}
-	if len(rep.Edited) == 0 {
-		return 0, nil
-	}
-	return r.stageReport(&rep)
 }

@@ -232,9 +232,8 @@ type Replica struct {
 	bad    map[string]string // path -> reason, as last reported
 	paused int               // deletes held back by the guard
 	single int               // batches to send one record at a time
-	recent map[synkfs.Key]recentWrite
-	watch  string         // watcher mode, "" when not watching
-	cl     *client.Client // for Kick and State; nil until Attach
+	watch  string            // watcher mode, "" when not watching
+	cl     *client.Client    // for Kick and State; nil until Attach
 	// baseEpoch, when set, is the epoch of the changes being applied
 	// (a snapshot's before the cursor moves to it); bases written
 	// meanwhile belong to it. "" means the cursor's epoch.
@@ -283,7 +282,6 @@ func Open(root string, opts *Options) (*Replica, error) {
 		lock:        lock,
 		stage:       map[synkfs.Key]*stageEntry{},
 		bad:         map[string]string{},
-		recent:      map[synkfs.Key]recentWrite{},
 		statusDirty: make(chan struct{}, 1),
 	}
 	if err := r.load(); err != nil {
@@ -406,7 +404,6 @@ func (r *Replica) applyWith(b synkfs.Batch, sealed *client.Batch, o fsstore.Appl
 	if err := r.store.ApplyWith(bgctx, b, o); err != nil {
 		return err
 	}
-	r.noteWrites(b.Puts)
 	r.markStatus()
 	return nil
 }

@@ -64,9 +64,14 @@ func (r *Replica) Run(ctx context.Context, c *client.Client) error {
 				return errors.New("watcher stopped")
 			}
 			r.setWatch(w.Mode())
-			// Events are hints; a scan is the truth. The scan compares
-			// size and mtime first, so an unchanged file costs a stat.
-			if err := r.ScanPaths(ev.Paths); err != nil && !errors.Is(err, errClosed) {
+			// Events are hints; a look at the file is the truth. It
+			// compares size and mtime first, so an unchanged file costs
+			// a stat. A watcher that lost track asks for a full scan.
+			scan := func() error { return r.ScanPaths(ev.Paths) }
+			if ev.Rescan {
+				scan = r.Scan
+			}
+			if err := scan(); err != nil && !errors.Is(err, errClosed) {
 				r.log.Error("scan the folder", "err", err)
 			}
 		case <-verify.C:
