@@ -150,6 +150,15 @@ func (r *Replica) ackOnce(b client.Batch, ack *wire.Ack) error {
 	for _, t := range b.Delete {
 		changes = append(changes, change{t.Key, nil, true})
 	}
+	// A duplicate ack (the batch was applied in an earlier connection)
+	// repeats the original results when the server kept them; its
+	// version is then the batch's. A duplicate without results may be
+	// one whose results were not kept (its version is the server's
+	// current one, and a record changed by someone else since must not
+	// take it as its base) or one the client made up: its records count
+	// as applied and keep their base; the changes that follow bring
+	// their versions.
+	versionKnown := ack.Version > 0 && (!ack.Duplicate || len(ack.Results) > 0)
 	for _, c := range changes {
 		e := mine(c.key)
 		if e == nil {
@@ -157,12 +166,11 @@ func (r *Replica) ackOnce(b client.Batch, ack *wire.Ack) error {
 		}
 		res, failed := results[c.key]
 		switch {
-		case ack.Duplicate || !failed || res.Status == wire.StatusApplied:
+		case !failed || res.Status == wire.StatusApplied:
 			// The server now holds what we sent. Only the base moves:
 			// the file already holds it (or a newer edit), and is not
-			// rewritten. After a duplicate ack the version is unknown;
-			// the changes that follow bring it.
-			if !ack.Duplicate && ack.Version > 0 {
+			// rewritten.
+			if versionKnown {
 				r.setBase(&nb, c.key, ack.Version, c.body)
 			} else if v, ok := r.baseVersion(c.key); ok {
 				r.setBase(&nb, c.key, v, c.body)
