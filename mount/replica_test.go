@@ -2,7 +2,6 @@ package mount_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -12,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/synkfs/synkfs"
 	"github.com/synkfs/synkfs/client"
-	"github.com/synkfs/synkfs/fsstore"
 	"github.com/synkfs/synkfs/memstore"
 	"github.com/synkfs/synkfs/merge"
 	"github.com/synkfs/synkfs/mount"
@@ -30,37 +27,13 @@ const childServerEnv = "SYNKFS_MOUNT_SERVER"
 func mountReplica(ctx context.Context, state, mnt, url string) (stop func(), err error) {
 	var b *mount.StoreBackend
 	r, err := replica.Open(state, &replica.Options{
-		OnEvent: func(ev replica.Event) {
-			if (ev.Kind == replica.EventPulled || ev.Kind == replica.EventConflict) && b != nil {
-				b.Changed([]synkfs.Key{ev.Key})
-			}
-		},
+		OnEvent:     func(ev replica.Event) { b.ReplicaEvent(ev) },
 		VerifyEvery: time.Second,
 	})
 	if err != nil {
 		return nil, err
 	}
-	b, err = mount.NewEngineBackend(r.Store(), mount.Engine{
-		Stage: r.ScanPaths,
-		Status: func() ([]byte, error) {
-			return json.MarshalIndent(r.Status(), "", "  ")
-		},
-		Conflicts: func() ([]mount.Problem, error) {
-			out := []mount.Problem{}
-			for _, c := range r.Status().Conflicts {
-				out = append(out, mount.Problem{Path: c.Copy, Key: c.Key, Reason: c.Reason})
-			}
-			return out, nil
-		},
-		BadEntries: func() ([]mount.Problem, error) {
-			out := []mount.Problem{}
-			for _, e := range r.Status().Bad {
-				k, _ := fsstore.PathKey(e.Path)
-				out = append(out, mount.Problem{Path: e.Path, Key: k, Reason: e.Reason})
-			}
-			return out, nil
-		},
-	}, 0)
+	b, err = mount.NewEngineBackend(r.Store(), mount.ReplicaEngine(r), 0)
 	if err != nil {
 		_ = r.Close()
 		return nil, err

@@ -186,6 +186,7 @@ func (r *Replica) Status() *Status {
 	r.mu.Lock()
 	st := &Status{
 		Dir:           r.root,
+		Server:        r.server,
 		Epoch:         r.st.Epoch,
 		LocalVersion:  r.st.Version,
 		Records:       r.store.Count(),
@@ -248,9 +249,6 @@ const statusRefresh = 5 * time.Second
 // written for statusRefresh).
 func (r *Replica) writeStatusNow() {
 	st := r.Status()
-	r.mu.Lock()
-	st.Server = r.server
-	r.mu.Unlock()
 	updated := st.Updated
 	st.Updated = time.Time{}
 	fp, _ := json.Marshal(st)

@@ -34,6 +34,7 @@ type cli struct {
 
 	Serve     serveCmd     `cmd:"" help:"Run the sync server (in memory unless --data is given)."`
 	Sync      syncCmd      `cmd:"" help:"Keep a folder of <type>/<id>.json records in sync with a server."`
+	Mount     mountCmd     `cmd:"" help:"Mount the records as a file system (FUSE), synced with a server if --server is given."`
 	Status    statusCmd    `cmd:"" help:"Show a synced folder's state: connection, versions, staged changes, conflicts, bad files."`
 	Conflicts conflictsCmd `cmd:"" help:"List, show and settle conflicts in a synced folder."`
 	Demo      demoCmd      `cmd:"" help:"Run an in-memory server and two synced folders to try synkfs."`

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -8,20 +9,21 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/synkfs/synkfs/client"
 	"github.com/synkfs/synkfs/fsstore"
 	"github.com/synkfs/synkfs/mount"
+	"github.com/synkfs/synkfs/replica"
 )
 
-// mountCmd is `synkfs mount`. The lead wires it into cli with:
-//
-//	Mount mountCmd `cmd:"" help:"Mount the records as a file system (FUSE)."`
+// mountCmd is `synkfs mount`: the records of a state folder as a FUSE
+// file system. With --server, the same sync engine as `synkfs sync` keeps
+// the state folder in sync, and the mount saves into it.
 type mountCmd struct {
-	// TODO(follow-up): with --server, open a replica.Replica over the
-	// state folder, run it with a client.Client, and mount it through its
-	// mount.Backend implementation instead of mount.StoreBackend.
-	Server     string `help:"URL of the synkfs server (not wired yet: the mount is local only for now)." env:"SYNKFS_SERVER"`
+	Server     string `help:"URL of the synkfs server to sync with (default: none, the records stay local)." env:"SYNKFS_SERVER" placeholder:"URL"`
+	OnConflict string `help:"How to settle a record changed on both sides (as for sync)." enum:"merge,keep-both,server-wins,client-wins" default:"merge"`
 	State      string `help:"Folder keeping the records and what is staged (default: under the user's data folder, one per mountpoint)." type:"path"`
 	Mountpoint string `arg:"" help:"An empty folder to mount the records on." type:"path"`
+	connFlags  `embed:""`
 }
 
 func (c *mountCmd) Run(e *env) error {
@@ -32,23 +34,63 @@ func (c *mountCmd) Run(e *env) error {
 			return err
 		}
 	}
-	if c.Server != "" {
-		return &codeError{exitUsage, errors.New("mount --server is not available yet; use 'synkfs sync --server URL DIR' on a plain folder")}
-	}
-	st, err := fsstore.Open(state, &fsstore.Options{Logger: e.log})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := st.Close(); err != nil {
-			e.log.Error("close the store", "err", err)
+	if c.Server == "" {
+		st, err := fsstore.Open(state, &fsstore.Options{Logger: e.log})
+		if err != nil {
+			return err
 		}
-	}()
-	b, err := mount.NewStoreBackend(st, 0)
+		defer closeLogged(e, "close the store", st.Close)
+		b, err := mount.NewStoreBackend(st, 0)
+		if err != nil {
+			return err
+		}
+		return c.serve(e, b, st.Matcher(), state)
+	}
+
+	strategy, err := replica.ParseStrategy(c.OnConflict)
+	if err != nil {
+		return &codeError{exitUsage, err}
+	}
+	url := serverURL(c.Server)
+	opts := client.Options{URL: url, Logger: e.log}
+	if err := c.connFlags.apply(&opts); err != nil {
+		return &codeError{exitUsage, err}
+	}
+	var b *mount.StoreBackend // set before the replica runs
+	r, err := replica.Open(state, &replica.Options{
+		OnConflict: strategy,
+		Logger:     e.log,
+		OnEvent: func(ev replica.Event) {
+			logEvent(e.log, ev)
+			b.ReplicaEvent(ev)
+		},
+	})
 	if err != nil {
 		return err
 	}
-	srv, err := mount.Mount(c.Mountpoint, b, &mount.Options{Matcher: st.Matcher(), Logger: e.log})
+	defer closeLogged(e, "close the state folder", r.Close)
+	r.SetServer(url)
+	if b, err = mount.NewEngineBackend(r.Store(), mount.ReplicaEngine(r), 0); err != nil {
+		return err
+	}
+	opts.ClientID = r.ClientID()
+	cl := client.New(opts, r)
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, cl) }()
+	e.log.Info("syncing", "state", state, "server", url, "on_conflict", string(strategy))
+	err = c.serve(e, b, r.Store().Matcher(), state)
+	cancel()
+	if rerr := <-done; rerr != nil && !errors.Is(rerr, context.Canceled) && err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// serve mounts b and waits for a signal or an unmount from outside.
+func (c *mountCmd) serve(e *env, b mount.Backend, m *fsstore.Matcher, state string) error {
+	srv, err := mount.Mount(c.Mountpoint, b, &mount.Options{Matcher: m, Logger: e.log})
 	if errors.Is(err, mount.ErrNoFUSE) {
 		return fmt.Errorf("%w\nFUSE cannot be used here; keep a plain folder in sync instead: synkfs sync DIR", err)
 	}
@@ -69,6 +111,12 @@ func (c *mountCmd) Run(e *env) error {
 	}
 	<-unmounted
 	return nil
+}
+
+func closeLogged(e *env, what string, close func() error) {
+	if err := close(); err != nil {
+		e.log.Error(what, "err", err)
+	}
 }
 
 // defaultMountState is the state folder of a mountpoint:
