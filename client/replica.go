@@ -73,9 +73,11 @@ type Replica interface {
 	// reason) go to a quarantine; they are never retried.
 	//
 	// A duplicate ack (ack.Duplicate) means the batch was applied in an
-	// earlier connection and its per-record results are lost: the replica
-	// unstages it and learns the records' versions from the changes that
-	// follow. A batch the server refused as a whole for good (too large,
+	// earlier connection. When the server kept its results, it repeats
+	// them (and the batch's version), to be settled like any ack; a
+	// duplicate without results may carry the server's current version
+	// or none, so the replica unstages the batch and learns the records'
+	// versions from the changes that follow. A batch the server refused as a whole for good (too large,
 	// too many records, invalid, forbidden) arrives as a synthetic ack
 	// whose Results reject every record with the server's code and reason.
 	// Results list only the records that were not applied; a record

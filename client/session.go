@@ -483,14 +483,30 @@ func oversize(b *Batch) (code, msg string, bad bool) {
 	return "", "", false
 }
 
+// contentCodes are the error codes that refuse a message for what it
+// holds.
+var contentCodes = map[string]bool{
+	wire.CodeBadMessage: true,
+	wire.CodeTooLarge:   true,
+	wire.CodeTooDeep:    true,
+	wire.CodeTooMany:    true,
+	wire.CodeInvalid:    true,
+}
+
 // serverError handles an error message: a batch refused for good is
-// rejected record by record; anything else ends the connection.
+// rejected record by record; anything else ends the connection. An error
+// that names no batch but refuses a message for its content while a
+// batch is in flight is taken as that batch's refusal (a server that
+// could not read the batch id out of the message it refused).
 func (s *session) serverError(ctx context.Context, e *wire.Error) error {
 	serr := &ServerError{Code: e.Code, Message: e.Message}
-	if e.Batch == 0 || s.inflight == nil || e.Batch != s.inflight.ID || !serr.Permanent() {
+	if s.inflight == nil || !serr.Permanent() {
 		return serr
 	}
-	s.c.log.Warn("server refused a batch", "batch", e.Batch, "code", e.Code, "reason", e.Message)
+	if e.Batch != s.inflight.ID && (e.Batch != 0 || !contentCodes[e.Code]) {
+		return serr
+	}
+	s.c.log.Warn("server refused a batch", "batch", s.inflight.ID, "code", e.Code, "reason", e.Message)
 	s.pulling = false
 	if err := s.acked(ctx, rejectAll(s.inflight, e.Code, e.Message)); err != nil {
 		return err

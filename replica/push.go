@@ -95,6 +95,16 @@ func (r *Replica) Acked(ctx context.Context, b client.Batch, ack *wire.Ack) erro
 	if r.closed {
 		return errClosed
 	}
+	if code, msg, ok := wholeRefusal(b, ack); ok && r.sealed != nil && r.sealed.ID == b.ID {
+		// The server refused the batch as a whole for what it holds:
+		// send its records one at a time, so that only the culprit ends
+		// in the quarantine.
+		if err := r.unsealForSingles(); err != nil {
+			return err
+		}
+		r.log.Warn("the server refused a batch; sending its records one at a time", "code", code, "reason", msg)
+		return nil
+	}
 	var err error
 	for attempt := 0; ; attempt++ {
 		err = r.ackOnce(b, ack)
@@ -247,17 +257,9 @@ func (r *Replica) handleRefusal(err error) bool {
 		return false
 	}
 	if b.Len() > 1 {
-		for _, e := range r.stage {
-			if e.Batch == b.ID {
-				e.Batch = 0
-			}
-		}
-		r.single += b.Len()
-		if err := r.apply(synkfs.Batch{}, &client.Batch{}); err != nil {
-			r.reloadStage()
+		if err := r.unsealForSingles(); err != nil {
 			return false
 		}
-		r.sealed = nil
 		r.log.Warn("the server refused a batch; sending its records one at a time", "code", se.Code, "reason", se.Message)
 		return true
 	}
@@ -273,4 +275,39 @@ func (r *Replica) handleRefusal(err error) bool {
 	err = r.Acked(bgctx, *b, ack)
 	r.mu.Lock()
 	return err == nil
+}
+
+// wholeRefusal reports whether ack refuses every record of a batch of
+// several with one code and reason, a refusal code: the server refused
+// the batch as a whole (the client hands that over as such a synthetic
+// ack), not record by record.
+func wholeRefusal(b client.Batch, ack *wire.Ack) (code, msg string, ok bool) {
+	if b.Len() < 2 || len(ack.Results) != b.Len() || ack.Duplicate {
+		return "", "", false
+	}
+	first := ack.Results[0]
+	for _, res := range ack.Results {
+		if res.Status != wire.StatusRejected || res.Code != first.Code || res.Message != first.Message {
+			return "", "", false
+		}
+	}
+	return first.Code, first.Message, refusalCodes[first.Code]
+}
+
+// unsealForSingles drops the sealed batch and has its records sent one
+// per batch. r.mu must be held.
+func (r *Replica) unsealForSingles() error {
+	b := r.sealed
+	for _, e := range r.stage {
+		if e.Batch == b.ID {
+			e.Batch = 0
+		}
+	}
+	r.single += b.Len()
+	if err := r.apply(synkfs.Batch{}, &client.Batch{}); err != nil {
+		r.reloadStage()
+		return err
+	}
+	r.sealed = nil
+	return nil
 }

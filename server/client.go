@@ -217,7 +217,7 @@ func (c *client) reader() (closing bool) {
 		c.seenIn = in
 		var ce *wire.CodeError
 		if errors.As(err, &ce) {
-			c.bad(ce.Code, ce.Message, 0)
+			c.bad(ce.Code, ce.Message, ce.Batch)
 			continue
 		}
 		if err != nil {

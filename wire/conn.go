@@ -64,7 +64,8 @@ func (c *Conn) Stats() (in, out int64) { return c.in.Load(), c.out.Load() }
 //
 // A message that breaks the limits or the shapes yields a *CodeError and
 // leaves the connection usable: the caller decides whether to answer,
-// skip or close. Any other error comes from the WebSocket (closed link,
+// skip or close. When the refused message is a changes message with a
+// batch id, the CodeError's Batch holds it. Any other error comes from the WebSocket (closed link,
 // ctx done) and ends the connection.
 func (c *Conn) Read(ctx context.Context) (Message, error) {
 	typ, data, err := c.ws.Read(ctx)
@@ -82,7 +83,12 @@ func (c *Conn) Read(ctx context.Context) (Message, error) {
 	default:
 		return nil, codeErrorf(CodeBadMessage, "frame of unknown type %d", typ)
 	}
-	return Decode(data, &c.lim)
+	m, err := Decode(data, &c.lim)
+	var ce *CodeError
+	if errors.As(err, &ce) {
+		ce.Batch = PeekBatch(data) // so the refusal can name the batch
+	}
+	return m, err
 }
 
 // Write sends m, as a zstd binary frame when EnableZstd was called and the

@@ -74,6 +74,9 @@ func (lim *Limits) withDefaults() Limits {
 type CodeError struct {
 	Code    string
 	Message string
+	// Batch is the batch id of the refused changes message, when Conn.Read
+	// could find one (see PeekBatch); 0 otherwise.
+	Batch uint64
 }
 
 func (e *CodeError) Error() string { return e.Code + ": " + e.Message }
