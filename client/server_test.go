@@ -108,8 +108,14 @@ func TestServerLostAckStillReportsConflict(t *testing.T) {
 	if err := store.Apply(context.Background(), synkfs.Batch{Version: before + 1, Puts: []synkfs.Record{{Key: key("1"), Version: before + 1, Body: []byte(`{"by":"other"}`)}}}); err != nil {
 		t.Fatal(err)
 	}
+	// Stage both before the client hears of either, so they go as one
+	// batch: a batch of the conflict alone would apply nothing and move
+	// no version.
+	r.OnStage(func() {})
 	r.Put(key("1"), `{"by":"a"}`) // a create: conflicts
 	r.Put(key("2"), `{"by":"a"}`) // applies
+	r.OnStage(c.c.Kick)
+	c.c.Kick()
 	wait(t, "the server to apply the batch", func() bool { return store.Version() == before+2 })
 	px.cut()
 	px.set(func(p *proxy) { p.dropDown = false })
