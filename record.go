@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 )
 
 // Reserved field names of a record on the wire. Everything else is body.
@@ -36,13 +37,17 @@ func (k Key) String() string { return k.Type + "::" + k.ID }
 // It is for messages only: it is not escaped.
 func (k Key) Path() string { return k.Type + "/" + k.ID }
 
-// Less orders keys by type, then id. Snapshots page in this order.
-func (k Key) Less(o Key) bool {
-	if k.Type != o.Type {
-		return k.Type < o.Type
+// Compare orders keys by type, then id, returning -1, 0 or +1 (for
+// slices.SortFunc and ordered indexes). Snapshots page in this order.
+func (k Key) Compare(o Key) int {
+	if c := strings.Compare(k.Type, o.Type); c != 0 {
+		return c
 	}
-	return k.ID < o.ID
+	return strings.Compare(k.ID, o.ID)
 }
+
+// Less reports whether k orders before o (see Compare).
+func (k Key) Less(o Key) bool { return k.Compare(o) < 0 }
 
 // Validate reports whether k can name a record.
 func (k Key) Validate() error {
