@@ -72,7 +72,7 @@ func New() *Store {
 	return &Store{
 		epoch: hex.EncodeToString(b[:]),
 		items: make(map[synkfs.Key]*item),
-		byKey: newSkiplist(compareKeys),
+		byKey: newSkiplist(synkfs.Key.Compare),
 		byVer: newSkiplist(compareVer),
 		meta:  make(map[string][]byte),
 	}
@@ -83,13 +83,6 @@ func compareVer(a, b verKey) int {
 		return c
 	}
 	return cmp.Compare(a.seq, b.seq)
-}
-
-func compareKeys(a, b synkfs.Key) int {
-	if c := cmp.Compare(a.Type, b.Type); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.ID, b.ID)
 }
 
 // Epoch returns the random id made by New.
@@ -306,7 +299,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.items, s.meta, s.tombs = nil, nil, nil
-	s.byKey = newSkiplist(compareKeys)
+	s.byKey = newSkiplist(synkfs.Key.Compare)
 	s.byVer = newSkiplist(compareVer)
 	return nil
 }

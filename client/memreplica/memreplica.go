@@ -263,7 +263,7 @@ func (r *Replica) NextBatch() (client.Batch, bool) {
 	}
 	b := client.Batch{ID: r.nextID}
 	r.nextID++
-	for _, k := range slices.SortedFunc(maps.Keys(r.open), keyCmp) {
+	for _, k := range slices.SortedFunc(maps.Keys(r.open), synkfs.Key.Compare) {
 		e := r.local[k]
 		v := r.base[k].version
 		if e.deleted {
@@ -275,16 +275,6 @@ func (r *Replica) NextBatch() (client.Batch, bool) {
 	clear(r.open)
 	r.sealed = &b
 	return b, true
-}
-
-func keyCmp(a, b synkfs.Key) int {
-	switch {
-	case a.Less(b):
-		return -1
-	case b.Less(a):
-		return 1
-	}
-	return 0
 }
 
 // Acked implements client.Replica.

@@ -517,7 +517,7 @@ func testScanPaging(t *testing.T, s synkfs.Store) {
 			want = append(want, k)
 		}
 	}
-	slices.SortFunc(want, cmpKey)
+	slices.SortFunc(want, synkfs.Key.Compare)
 	if s.Count() != len(want) {
 		t.Errorf("count = %d, want %d", s.Count(), len(want))
 	}
@@ -579,16 +579,6 @@ func firstAfter(sorted []synkfs.Key, after synkfs.Key) synkfs.Key {
 		}
 	}
 	return synkfs.Key{}
-}
-
-func cmpKey(a, b synkfs.Key) int {
-	switch {
-	case a.Less(b):
-		return -1
-	case b.Less(a):
-		return 1
-	}
-	return 0
 }
 
 func testMeta(t *testing.T, s synkfs.Store) {
