@@ -1,0 +1,100 @@
+package fsstore
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"syscall"
+
+	"github.com/synkfs/synkfs"
+)
+
+// ErrNoSpace is wrapped by Broken's error when the disk is full (ENOSPC,
+// EDQUOT), so callers can tell people what to do about it.
+var ErrNoSpace = errors.New("no space left on the disk")
+
+// Broken returns why Apply fails for good until Recover (or a reopen)
+// succeeds: the file system error that interrupted an earlier Apply, a
+// checkpoint or the journal. It returns nil while the store works.
+func (s *Store) Broken() error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	err := s.broken
+	if err == nil && s.behind != nil {
+		err = s.behind.failed()
+	}
+	if err != nil && isNoSpace(err) {
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return err
+}
+
+// Recover brings a broken store (see Broken) back into service without
+// closing it, exactly as closing and reopening it would: it reopens the
+// journal, reloads the last snapshot and replays the journal after it,
+// which finishes the files of the batch that failed half-way (a file the
+// user changed meanwhile is left alone, and the next scan reports it; see
+// Open), then checkpoints. Readers wait while it runs. If the file system
+// still fails, the store stays broken and Recover returns the error; call
+// it again later. On a store that works it does nothing. A store opened
+// with WriteBehind cannot recover in place: close and reopen it.
+//
+// After a successful Recover the store's metadata and index are what the
+// journal holds, which may include the batch whose Apply failed: a caller
+// that keeps state in the metadata must read it again.
+func (s *Store) Recover() error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("recover store %s: %w", s.root, synkfs.ErrClosed)
+	}
+	if s.broken == nil {
+		return nil
+	}
+	if s.behind != nil {
+		return fmt.Errorf("recover store %s: a write-behind store must be reopened", s.root)
+	}
+	// The files written since the last checkpoint are not flushed yet;
+	// the checkpoint after the replay must flush them too.
+	s.fileMu.Lock()
+	n := &Store{
+		root:       s.root,
+		fs:         s.fs,
+		log:        s.log,
+		opts:       s.opts,
+		unwritten:  map[synkfs.Key]unwrittenPut{},
+		dirtyFiles: s.dirtyFiles,
+		dirtyDirs:  s.dirtyDirs,
+		dirs:       map[string]bool{},
+	}
+	s.fileMu.Unlock()
+	_ = s.j.Close() // its error is the one that broke the store
+	err := n.open()
+	if err == nil {
+		// Writing a snapshot proves that the disk takes writes again
+		// before the store says it works (a replay checkpoints too;
+		// the second one only rewrites the snapshot).
+		err = n.checkpoint()
+	}
+	if err != nil {
+		if n.j != nil {
+			_ = n.j.Close()
+		}
+		s.broken = err
+		return fmt.Errorf("recover store %s: %w", s.root, err)
+	}
+	s.fileMu.Lock()
+	s.j, s.st, s.ignore = n.j, n.st, n.ignore
+	s.dirtyFiles, s.dirtyDirs, s.dirs = n.dirtyFiles, n.dirtyDirs, n.dirs
+	s.fileMu.Unlock()
+	s.broken, s.pending, s.pendingBytes, s.refreshed = nil, 0, 0, false
+	s.log.Info("recovered from an earlier failure", "version", s.st.version, "path", filepath.Clean(s.root))
+	return nil
+}
+
+// isNoSpace reports whether err says the disk or the user's quota is full.
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
