@@ -320,15 +320,7 @@ func saveRecovery(root string, k synkfs.Key, body []byte, why string, now time.T
 	if err != nil {
 		return "", err
 	}
-	dir, file := path.Split(rel)
-	stem := strings.TrimSuffix(file, fsstore.Ext) + "." + now.UTC().Format(timeLayout) + "." + why
-	p := filepath.Join(root, StateDir, recoveryDir, filepath.FromSlash(dir), stem+fsstore.Ext)
-	for n := 2; ; n++ {
-		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		p = filepath.Join(root, StateDir, recoveryDir, filepath.FromSlash(dir), fmt.Sprintf("%s-%d%s", stem, n, fsstore.Ext))
-	}
+	p := recoveryPath(root, rel, why, now)
 	if pretty, err := merge.Pretty(body); err == nil {
 		body = pretty
 	}
@@ -336,4 +328,19 @@ func saveRecovery(root string, k synkfs.Key, body []byte, why string, now time.T
 		return "", fmt.Errorf("keep a recovery copy of %s: %w", k.Path(), err)
 	}
 	return p, nil
+}
+
+// recoveryPath returns a free name for a recovery copy of the record file
+// rel: .synk/recovery/<type>/<id>.<time>.<why>.json, with a counter added
+// when that name is taken.
+func recoveryPath(root, rel, why string, now time.Time) string {
+	dir, file := path.Split(rel)
+	stem := strings.TrimSuffix(file, fsstore.Ext) + "." + now.UTC().Format(timeLayout) + "." + why
+	p := filepath.Join(root, StateDir, recoveryDir, filepath.FromSlash(dir), stem+fsstore.Ext)
+	for n := 2; ; n++ {
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			return p
+		}
+		p = filepath.Join(root, StateDir, recoveryDir, filepath.FromSlash(dir), fmt.Sprintf("%s-%d%s", stem, n, fsstore.Ext))
+	}
 }

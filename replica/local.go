@@ -199,26 +199,71 @@ func (r *Replica) reportBad(bad []fsstore.BadEntry, scope []string) {
 
 // evictBad moves a bad entry at k's path into the recovery folder so that
 // a remote change can be written there; the user's bytes stay recoverable.
+// The file is moved, not copied: a program still writing to it (a save
+// caught half-way) goes on writing into the recovery copy, so the rest of
+// what it writes is kept too.
 func (r *Replica) evictBad(k synkfs.Key) error {
 	rel, err := fsstore.KeyPath(k)
 	if err != nil {
 		return err
 	}
 	p := filepath.Join(r.root, filepath.FromSlash(rel))
-	data, err := os.ReadFile(p)
-	if err != nil {
+	if _, err := os.Lstat(p); err != nil {
 		return nil
 	}
-	saved, err := saveRecovery(r.root, k, data, "invalid-local", r.opts.Now())
-	if err != nil {
-		return err
+	saved := recoveryPath(r.root, rel, "invalid-local", r.opts.Now())
+	if err := os.MkdirAll(filepath.Dir(saved), 0o755); err != nil {
+		return fmt.Errorf("keep a recovery copy of %s: %w", rel, err)
 	}
-	if err := os.Remove(p); err != nil {
-		return err
+	if err := os.Rename(p, saved); err != nil {
+		// Another file system under the state folder: copy, then remove.
+		data, rerr := os.ReadFile(p)
+		if rerr != nil {
+			return nil
+		}
+		if saved, err = saveRecovery(r.root, k, data, "invalid-local", r.opts.Now()); err != nil {
+			return err
+		}
+		if err := os.Remove(p); err != nil {
+			return err
+		}
 	}
+	syncDir(filepath.Dir(saved))
+	syncDir(filepath.Dir(p))
 	r.log.Warn("a remote change replaced an invalid local file; its content is kept", "path", rel, "kept", saved)
 	delete(r.bad, rel)
 	return nil
+}
+
+// evictQuiet returns how long a bad file must have gone unwritten before a
+// remote change may evict it: one written to more recently is taken to be
+// a save still under way, not a broken file.
+func (r *Replica) evictQuiet() time.Duration { return 10 * r.opts.Debounce }
+
+// evictMaxWait bounds how long one remote change waits for bad files to
+// settle (a file written without pause for longer is evicted all the same).
+func (r *Replica) evictMaxWait() time.Duration { return 20 * r.opts.Debounce }
+
+// badBeingWritten returns how long until the youngest of the bad files
+// among keys has been quiet for evictQuiet; 0 when none of them was
+// written to that recently. r.mu must be held.
+func (r *Replica) badBeingWritten(keys []synkfs.Key) time.Duration {
+	var wait time.Duration
+	quiet := r.evictQuiet()
+	for _, k := range keys {
+		rel, err := fsstore.KeyPath(k)
+		if err != nil || r.bad[rel] == "" {
+			continue
+		}
+		fi, err := os.Lstat(filepath.Join(r.root, filepath.FromSlash(rel)))
+		if err != nil {
+			continue
+		}
+		if left := quiet - time.Since(fi.ModTime()); left > wait {
+			wait = min(left, quiet)
+		}
+	}
+	return wait
 }
 
 // ScanPaths stages the local changes behind the paths the watcher

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/synkfs/synkfs"
 	"github.com/synkfs/synkfs/client"
@@ -33,11 +34,39 @@ func (r *Replica) ApplyRemote(ctx context.Context, epoch string, ch *wire.Change
 	}
 	r.baseEpoch = epoch
 	defer func() { r.baseEpoch = "" }()
+	var waited time.Duration
 	for attempt := 0; ; attempt++ {
 		events, err := r.applyRemoteOnce(epoch, ch)
 		var de *fsstore.DirtyError
 		if errors.As(err, &de) && attempt < maxGuardRetries {
 			r.reloadStage()
+			// A file invalid because a save is half-way through is left
+			// to settle (the lock released meanwhile), then staged like
+			// any edit and settled against the server's change; only a
+			// file that stays invalid and unwritten is evicted.
+			if d := r.badBeingWritten(de.Keys); d > 0 && waited < r.evictMaxWait() {
+				d = min(d, r.evictMaxWait()-waited)
+				r.mu.Unlock()
+				t := time.NewTimer(d)
+				select {
+				case <-ctx.Done():
+				case <-t.C:
+				}
+				t.Stop()
+				r.mu.Lock()
+				waited += d
+				if r.closed {
+					return errClosed
+				}
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				if _, err := r.scanLocked(); err != nil {
+					return err
+				}
+				attempt-- // waiting is bounded by evictMaxWait, not by the attempts
+				continue
+			}
 			for _, k := range de.Keys {
 				if rel, _ := fsstore.KeyPath(k); r.bad[rel] != "" {
 					if err := r.evictBad(k); err != nil {
