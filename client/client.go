@@ -155,6 +155,7 @@ type Client struct {
 	replica Replica
 	log     *slog.Logger
 	kick    chan struct{}
+	retry   chan struct{}
 
 	// busy guards against concurrent Run/SyncOnce.
 	busy sync.Mutex
@@ -171,6 +172,18 @@ func New(opts Options, r Replica) *Client {
 		replica: r,
 		log:     opts.Logger,
 		kick:    make(chan struct{}, 1),
+		retry:   make(chan struct{}, 1),
+	}
+}
+
+// Retry tells the client that what ended its last connection on our side
+// is fixed (the replica's disk works again): a client waiting to reconnect
+// stops waiting. Unlike Kick, it also cuts a wait after the server was
+// unreachable, so call it only for local problems. It never blocks.
+func (c *Client) Retry() {
+	select {
+	case c.retry <- struct{}{}:
+	default:
 	}
 }
 
@@ -208,6 +221,10 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	defer c.busy.Unlock()
 	for {
+		select {
+		case <-c.retry: // for an earlier wait
+		default:
+		}
 		healthy, err := c.session(ctx, false)
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -231,6 +248,8 @@ func (c *Client) Run(ctx context.Context) error {
 			t.Stop()
 			return ctx.Err()
 		case <-t.C:
+		case <-c.retry:
+			t.Stop()
 		}
 	}
 }

@@ -240,6 +240,7 @@ type Replica struct {
 	baseEpoch string
 	server    string // for Status
 	closed    bool
+	healer    healer // a store broken by a disk error (heal.go)
 
 	statusMu    sync.Mutex // guards the two below and the file
 	statusLast  []byte     // the last status written, without its time

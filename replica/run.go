@@ -21,7 +21,9 @@ const statusEvery = 200 * time.Millisecond
 // Run keeps the folder in sync until ctx is done: it arms the watcher,
 // then scans (so nothing saved in between is missed), runs c (attached to
 // the replica), stages what the watcher reports, rescans every VerifyEvery
-// to catch missed events, and keeps .synk/status.json current. It returns
+// to catch missed events, keeps .synk/status.json current, and brings the
+// store back once the disk works again after a failed write (see
+// Status.Disk). It returns
 // nil once ctx is done and every goroutine it started has stopped, or an
 // error if the watcher cannot start.
 func (r *Replica) Run(ctx context.Context, c *client.Client) error {
@@ -87,6 +89,7 @@ func (r *Replica) Run(ctx context.Context, c *client.Client) error {
 // On error the changes stay staged.
 func (r *Replica) SyncOnce(ctx context.Context, c *client.Client) error {
 	r.Attach(c)
+	r.heal(true)
 	if err := r.Scan(); err != nil {
 		return err
 	}
@@ -152,9 +155,14 @@ func (r *Replica) statusLoop(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		healed := r.heal(false)
 		r.mu.Lock()
 		cl := r.cl
 		r.mu.Unlock()
+		if healed && cl != nil {
+			cl.Kick()
+			cl.Retry()
+		}
 		conn := ""
 		if cl != nil {
 			cs := cl.State()
@@ -194,6 +202,7 @@ func (r *Replica) Status() *Status {
 		Quarantined:   append([]Quarantined{}, r.st.Quarantine...),
 		Bad:           []BadEntry{},
 		PausedDeletes: r.paused,
+		Disk:          r.healer.problem,
 		Watch:         r.watch,
 		PID:           os.Getpid(),
 		Updated:       time.Now().UTC(),

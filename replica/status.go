@@ -38,6 +38,10 @@ type Status struct {
 	Conflicts []Conflict `json:"conflicts"`
 	// Bad lists files that are not valid records.
 	Bad []BadEntry `json:"bad"`
+	// Disk, while the folder's disk fails writes (full, or failing), says
+	// what happened and what to do; sync is paused until writes work
+	// again, then resumes by itself. "" while the disk works.
+	Disk string `json:"disk,omitempty"`
 	// PausedDeletes is the number of local deletes held back by the
 	// mass-delete guard until `synkfs sync --confirm-deletes`.
 	PausedDeletes int `json:"pausedDeletes,omitempty"`
