@@ -86,7 +86,7 @@ func (s *Store) Recover() error {
 		return fmt.Errorf("recover store %s: %w", s.root, err)
 	}
 	s.fileMu.Lock()
-	s.j, s.st, s.ignore = n.j, n.st, n.ignore
+	s.j, s.st = n.j, n.st // the ignore rules stay those read at Open
 	s.dirtyFiles, s.dirtyDirs, s.dirs = n.dirtyFiles, n.dirtyDirs, n.dirs
 	s.fileMu.Unlock()
 	s.broken, s.pending, s.pendingBytes, s.refreshed = nil, 0, 0, false
