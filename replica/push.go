@@ -34,6 +34,12 @@ func (r *Replica) NextBatch() (client.Batch, bool) {
 		return cmpKey(a.Key, b.Key)
 	})
 	b := client.Batch{ID: r.st.NextBatch + 1}
+	// A record's file may hold a save newer than the one staged (the
+	// watcher has not reported it yet): the batch carries what the file
+	// holds, so the store adopts that body with the seal. Otherwise the
+	// next scan would find the body already sent and stage it again, and
+	// the server would be sent the same body twice.
+	var adopt synkfs.Batch
 	size := 0
 	var in []*stageEntry
 	limit := r.opts.MaxBatch
@@ -62,6 +68,9 @@ func (r *Replica) NextBatch() (client.Batch, bool) {
 		if b.Len() > 0 && size+len(rec.Body) > r.opts.MaxBatchSize {
 			break
 		}
+		if r.store.Dirty(e.Key) {
+			adopt.Puts = append(adopt.Puts, rec)
+		}
 		rec.Version = base
 		size += len(rec.Body)
 		b.Update = append(b.Update, rec)
@@ -74,7 +83,7 @@ func (r *Replica) NextBatch() (client.Batch, bool) {
 		e.Batch, e.Again = b.ID, false
 	}
 	r.st.NextBatch = b.ID
-	if err := r.apply(synkfs.Batch{}, &b); err != nil {
+	if err := r.applyWith(adopt, &b, fsstore.ApplyOptions{Adopt: true}); err != nil {
 		r.log.Error("seal a batch", "err", err)
 		r.reloadStage()
 		return client.Batch{}, false

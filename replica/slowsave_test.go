@@ -1,11 +1,14 @@
 package replica
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/synkfs/synkfs/wire"
 )
 
 // slowSaveSetup makes n/x.json known to replicas a and b, changes it on b
@@ -100,4 +103,31 @@ func TestSlowSaveSettlesBeforeRemoteChange(t *testing.T) {
 	a.sync()
 	b.sync()
 	sameRecords(t, a, b)
+}
+
+// A save made after a record was staged and before its batch is sealed
+// goes out with the batch (the file is read at sealing) and is adopted
+// then: once acknowledged, the record is not staged again with the body
+// already sent, which the server would commit a second time.
+func TestSaveBeforeSealSentOnce(t *testing.T) {
+	a := newSide(t, "ws://127.0.0.1:1/", nil) // no server: the engine is driven by hand
+	a.write("n/x.json", `{"v":1}`)
+	if err := a.r.Scan(); err != nil {
+		t.Fatal(err)
+	}
+	a.write("n/x.json", `{"v":22}`) // not scanned yet
+	b, ok := a.r.NextBatch()
+	if !ok || len(b.Update) != 1 || canon(t, string(b.Update[0].Body)) != canon(t, `{"v":22}`) {
+		t.Fatalf("sealed %+v, want the file's body", b)
+	}
+	if err := a.r.Acked(context.Background(), b, &wire.Ack{Batch: b.ID, Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.r.Scan(); err != nil {
+		t.Fatal(err)
+	}
+	if n := a.r.Pending(); n != 0 {
+		next, _ := a.r.NextBatch()
+		t.Fatalf("%d staged after the batch carrying the file's body was acknowledged; it would be sent again: %+v", n, next)
+	}
 }
