@@ -60,7 +60,7 @@ func TestChaos(t *testing.T) {
 	}
 	for _, seed := range seeds {
 		cmd, env := selfCommand()
-		runSeed(t, Config{Seed: seed, Ops: 150, Replicas: 3, Procs: 1, Command: cmd, Env: env, FaultRate: 0.12})
+		runSeed(t, Config{Seed: seed, Ops: 150, Replicas: 3, Procs: 1, Command: cmd, Env: env, FaultRate: 0.12, SlowSaves: true})
 	}
 }
 
@@ -122,7 +122,7 @@ func TestChaosLong(t *testing.T) {
 	for i := range *runsFlag {
 		seed := start + uint64(i)
 		rep := runSeed(t, Config{Seed: seed, Ops: *opsFlag, Replicas: 4, Procs: 1, Command: cmd, Env: env,
-			FaultRate: 0.08, Quiesce: 2 * time.Minute, Pace: 10 * time.Millisecond})
+			FaultRate: 0.08, Quiesce: 2 * time.Minute, Pace: 10 * time.Millisecond, SlowSaves: true})
 		total.Add(rep)
 	}
 	t.Logf("long run total over %d schedules (%s, GOMAXPROCS %d):\n%s", *runsFlag, runtime.Version(), runtime.GOMAXPROCS(0), total.Summary())
@@ -143,7 +143,7 @@ func TestChaosFaults(t *testing.T) {
 	for _, kind := range FaultKinds() {
 		t.Run(kind, func(t *testing.T) {
 			cmd, env := selfCommand()
-			runSeed(t, Config{Seed: *seedFlag, Ops: 150, Replicas: 3, Procs: 1, Command: cmd, Env: env, FaultRate: 0.3, Faults: []string{kind}})
+			runSeed(t, Config{Seed: *seedFlag, Ops: 150, Replicas: 3, Procs: 1, Command: cmd, Env: env, FaultRate: 0.3, Faults: []string{kind}, SlowSaves: true})
 		})
 	}
 }

@@ -34,6 +34,7 @@ type History struct {
 	epoch      string
 	version    uint64
 	state      map[synkfs.Key]string          // canonical body; "" for a tombstone
+	putBy      map[synkfs.Key]string          // the version and batch record of a record's last put
 	seen       map[synkfs.Key]map[string]bool // values held by a record this epoch
 	allowed    map[synkfs.Key]map[string]bool // bodies users moved to a record
 	lastBatch  map[string]uint64              // by client id, this epoch
@@ -56,6 +57,7 @@ func NewHistory() *History {
 func (h *History) reset(epoch string) {
 	h.epoch, h.version = epoch, 0
 	h.state = map[synkfs.Key]string{}
+	h.putBy = map[synkfs.Key]string{}
 	h.seen = map[synkfs.Key]map[string]bool{}
 	h.lastBatch = map[string]uint64{}
 	h.touched = map[synkfs.Key]bool{}
@@ -251,11 +253,12 @@ func (h *History) commit(b synkfs.Batch) {
 		vals := stringValues(r.Body)
 		switch {
 		case known && cur == body:
-			h.fail("exactly once: %s put again with the body it holds at version %d: %s", r.Key.Path(), b.Version, body)
+			h.fail("exactly once: %s put again with the body it holds at version %d: %s (this put by %s; the one before at %s)", r.Key.Path(), b.Version, body, batchRecords(b), h.putBy[r.Key])
 		case known && cur == "" && !h.allowed[r.Key][body] && !hasNew(vals, h.seen[r.Key]):
 			h.fail("resurrection: %s put at version %d after its delete with only values it held before: %s", r.Key.Path(), b.Version, body)
 		}
 		h.state[r.Key] = body
+		h.putBy[r.Key] = fmt.Sprintf("version %d by %s", b.Version, batchRecords(b))
 		h.touched[r.Key] = true
 		if h.seen[r.Key] == nil {
 			h.seen[r.Key] = map[string]bool{}
@@ -269,6 +272,21 @@ func (h *History) commit(b synkfs.Batch) {
 		h.state[t.Key] = ""
 		h.touched[t.Key] = true
 	}
+}
+
+// batchRecords names the client batch records committed with b (which
+// client's batch it was), for failure reports.
+func batchRecords(b synkfs.Batch) string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(b.Meta)) {
+		if strings.HasPrefix(k, "client/") {
+			out = append(out, k+"="+string(b.Meta[k]))
+		}
+	}
+	if len(out) == 0 {
+		return "no client batch record"
+	}
+	return strings.Join(out, ", ")
 }
 
 func hasNew(vals []string, seen map[string]bool) bool {
