@@ -29,16 +29,24 @@ import (
 // to stage at once.
 //
 // Either way, bad entries are written straight into the folder, where
-// fsstore's scans report them too, and reads come from the folder and the
-// store's index.
+// fsstore's scans report them too. Listings and attributes come from the
+// store's index (fsstore.Store.Entries), which no one else changes behind
+// the mount's back: the state folder is the mount's own. Only the files
+// the index may not describe (bad entries, saves the engine did not adopt
+// as written, files found changed at start) are looked at on disk.
+// Contents are read from the files.
 type StoreBackend struct {
 	store  *fsstore.Store
 	root   string
 	max    int64
 	engine *Engine
 
-	mu  sync.Mutex        // serialises writes
+	mu  sync.Mutex        // serialises writes; guards bad and loose
 	bad map[string]string // relpath -> reason
+	// loose are the record files (relpaths) whose attributes are taken
+	// from the file rather than the index, as are those of bad entries.
+	// Being in it is never wrong, only slower.
+	loose map[string]struct{}
 
 	wmu      sync.Mutex
 	watchers map[int]func([]synkfs.Key)
@@ -83,13 +91,24 @@ func NewStoreBackend(s *fsstore.Store, maxRecord int64) (*StoreBackend, error) {
 	if maxRecord <= 0 {
 		maxRecord = fsstore.DefaultMaxRecordSize
 	}
-	b := &StoreBackend{store: s, root: s.Root(), max: maxRecord, bad: map[string]string{}, watchers: map[int]func([]synkfs.Key){}}
+	b := &StoreBackend{store: s, root: s.Root(), max: maxRecord, bad: map[string]string{}, loose: map[string]struct{}{}, watchers: map[int]func([]synkfs.Key){}}
 	rep, err := s.ScanChanges()
 	if err != nil {
 		return nil, fmt.Errorf("scan %s: %w", s.Root(), err)
 	}
 	for _, e := range rep.Bad {
 		b.bad[e.Path] = e.Reason
+	}
+	// Edits made in the folder before the mount: the index does not
+	// describe those files (an engine stages them soon; without one they
+	// stay as they are).
+	for _, recs := range [][]synkfs.Record{rep.Edited, rep.Created} {
+		for _, r := range recs {
+			b.setLoose(r.Key, true)
+		}
+	}
+	for _, d := range rep.Deleted {
+		b.setLoose(d.Key, true)
 	}
 	return b, nil
 }
@@ -123,33 +142,85 @@ func (b *StoreBackend) Types() ([]string, error) {
 	return out, nil
 }
 
-// List lists the record files of a type folder.
+// List lists the record files of a type folder from the store's index,
+// and the few files the index may not describe from the folder.
 func (b *StoreBackend) List(typ string) ([]Entry, error) {
 	dir := fsstore.EscapeName(typ)
-	ents, err := os.ReadDir(filepath.Join(b.root, dir))
-	if err != nil {
+	if fi, err := os.Stat(filepath.Join(b.root, dir)); err != nil {
 		return nil, fmt.Errorf("list %s: %w", typ, notFound(err))
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("list %s: %w", typ, synkfs.ErrNotFound)
 	}
-	out := make([]Entry, 0, len(ents))
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
+	b.mu.Lock()
+	var onDisk []string // the type's files to stat
+	for _, m := range []map[string]struct{}{b.loose, b.badSet()} {
+		for rel := range m {
+			if len(rel) > len(dir) && rel[:len(dir)] == dir && rel[len(dir)] == '/' && !slices.Contains(onDisk, rel) {
+				onDisk = append(onDisk, rel)
+			}
+		}
+	}
+	b.mu.Unlock()
+	ents := b.store.Entries(typ)
+	out := make([]Entry, 0, len(ents)+len(onDisk))
+	for _, ei := range ents {
+		rel, err := fsstore.KeyPath(ei.Key)
+		if err != nil || b.store.Matcher().IsIgnored(rel) || slices.Contains(onDisk, rel) {
 			continue
 		}
-		rel := dir + "/" + e.Name()
-		if b.store.Matcher().IsIgnored(rel) {
+		if !ei.Known {
+			onDisk = append(onDisk, rel)
 			continue
 		}
+		out = append(out, Entry{ID: ei.Key.ID, FileInfo: FileInfo{Size: ei.Size, Mtime: ei.Mtime, Version: ei.Version}})
+	}
+	for _, rel := range onDisk {
 		k, err := fsstore.PathKey(rel)
-		if err != nil {
+		if err != nil || b.store.Matcher().IsIgnored(rel) {
 			continue
 		}
-		fi, err := e.Info()
-		if err != nil {
+		fi, err := os.Stat(filepath.Join(b.root, filepath.FromSlash(rel)))
+		if err != nil || !fi.Mode().IsRegular() {
 			continue // removed meanwhile
 		}
 		out = append(out, Entry{ID: k.ID, FileInfo: b.info(k, rel, fi)})
 	}
 	return out, nil
+}
+
+// badSet returns the relpaths of the bad entries as a set; b.mu must be
+// held.
+func (b *StoreBackend) badSet() map[string]struct{} {
+	m := make(map[string]struct{}, len(b.bad))
+	for rel := range b.bad {
+		m[rel] = struct{}{}
+	}
+	return m
+}
+
+// onDisk reports whether rel's attributes must come from its file.
+func (b *StoreBackend) onDisk(rel string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, loose := b.loose[rel]
+	_, bad := b.bad[rel]
+	return loose || bad
+}
+
+// setLoose marks k's file as one whose attributes come from the file
+// (loose) or from the index again.
+func (b *StoreBackend) setLoose(k synkfs.Key, loose bool) {
+	rel, err := fsstore.KeyPath(k)
+	if err != nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if loose {
+		b.loose[rel] = struct{}{}
+	} else {
+		delete(b.loose, rel)
+	}
 }
 
 func (b *StoreBackend) info(k synkfs.Key, rel string, fi fs.FileInfo) FileInfo {
@@ -160,11 +231,21 @@ func (b *StoreBackend) info(k synkfs.Key, rel string, fi fs.FileInfo) FileInfo {
 	return FileInfo{Size: fi.Size(), Mtime: fi.ModTime(), Version: c.Version, Bad: bad}
 }
 
-// Stat returns the attributes of k's file.
+// Stat returns the attributes of k's file: from the index, or from the
+// file when the index may not describe it.
 func (b *StoreBackend) Stat(k synkfs.Key) (FileInfo, error) {
 	rel, p, err := b.path(k)
 	if err != nil {
 		return FileInfo{}, err
+	}
+	if !b.onDisk(rel) {
+		ei, ok := b.store.Entry(k)
+		if !ok {
+			return FileInfo{}, fmt.Errorf("stat %s: %w", k, synkfs.ErrNotFound)
+		}
+		if ei.Known {
+			return FileInfo{Size: ei.Size, Mtime: ei.Mtime, Version: ei.Version}, nil
+		}
 	}
 	fi, err := os.Stat(p)
 	if err != nil {
@@ -176,7 +257,10 @@ func (b *StoreBackend) Stat(k synkfs.Key) (FileInfo, error) {
 	return b.info(k, rel, fi), nil
 }
 
-// Get reads k's file.
+// Get reads k's file. Should the file not be the size the index says (it
+// cannot happen while only the mount and its engine write the folder), the
+// file is trusted from then on and the mount is told to drop what the
+// kernel cached of it.
 func (b *StoreBackend) Get(k synkfs.Key) ([]byte, FileInfo, error) {
 	rel, p, err := b.path(k)
 	if err != nil {
@@ -198,6 +282,12 @@ func (b *StoreBackend) Get(k synkfs.Key) ([]byte, FileInfo, error) {
 	}
 	info := b.info(k, rel, fi)
 	info.Size = int64(buf.Len())
+	if !b.onDisk(rel) {
+		if ei, ok := b.store.Entry(k); !ok || (ei.Known && ei.Size != info.Size) {
+			b.setLoose(k, true)
+			b.Changed([]synkfs.Key{k})
+		}
+	}
 	return buf.Bytes(), info, nil
 }
 
@@ -239,12 +329,14 @@ func (b *StoreBackend) Put(ctx context.Context, k synkfs.Key, content []byte) er
 		return err
 	}
 	if b.engine != nil {
+		b.setLoose(k, true) // until the engine vouches for the file
 		if err := writeAtomic(p, content); err != nil {
 			return fmt.Errorf("save %s: %w", k, err)
 		}
 		if err := b.engine.Stage([]string{rel}); err != nil {
 			return fmt.Errorf("save %s: stage: %w", k, err)
 		}
+		b.settled(k, p, content)
 		return nil
 	}
 	b.mu.Lock()
@@ -269,7 +361,22 @@ func (b *StoreBackend) Put(ctx context.Context, k synkfs.Key, content []byte) er
 		return fmt.Errorf("save %s: %w", k, err)
 	}
 	delete(b.bad, rel)
+	delete(b.loose, rel)
 	return nil
+}
+
+// settled takes k's attributes from the index again once the engine staged
+// the save of content at p: when content is a valid record and the index
+// describes the file exactly as it is now.
+func (b *StoreBackend) settled(k synkfs.Key, p string, content []byte) {
+	if _, reason := b.validate(k, content); reason != "" {
+		return
+	}
+	ei, ok := b.store.Entry(k)
+	fi, err := os.Stat(p)
+	if ok && ei.Known && err == nil && ei.Size == fi.Size() && ei.Mtime.Equal(fi.ModTime()) {
+		b.setLoose(k, false)
+	}
 }
 
 // Delete removes k's record, or its bad entry.
@@ -279,11 +386,15 @@ func (b *StoreBackend) Delete(ctx context.Context, k synkfs.Key) error {
 		return err
 	}
 	if b.engine != nil {
+		b.setLoose(k, true) // until the engine staged the delete
 		if err := os.Remove(p); err != nil {
 			return fmt.Errorf("delete %s: %w", k, notFound(err))
 		}
 		if err := b.engine.Stage([]string{rel}); err != nil {
 			return fmt.Errorf("delete %s: stage: %w", k, err)
+		}
+		if _, live := b.store.Entry(k); !live {
+			b.setLoose(k, false)
 		}
 		return nil
 	}
@@ -298,6 +409,7 @@ func (b *StoreBackend) Delete(ctx context.Context, k synkfs.Key) error {
 		return fmt.Errorf("delete %s: %w", k, notFound(err))
 	}
 	delete(b.bad, rel)
+	delete(b.loose, rel)
 	return nil
 }
 
@@ -422,12 +534,18 @@ func (b *StoreBackend) ApplyRemote(ctx context.Context, batch synkfs.Batch) erro
 	keys := make([]synkfs.Key, 0, len(batch.Puts)+len(batch.Deletes))
 	for _, r := range batch.Puts {
 		keys = append(keys, r.Key)
-		if rel, err := fsstore.KeyPath(r.Key); err == nil {
+		if rel, kerr := fsstore.KeyPath(r.Key); kerr == nil {
 			delete(b.bad, rel)
+			if err == nil { // the store wrote the file: the index describes it
+				delete(b.loose, rel)
+			}
 		}
 	}
 	for _, d := range batch.Deletes {
 		keys = append(keys, d.Key)
+		if rel, kerr := fsstore.KeyPath(d.Key); kerr == nil && err == nil {
+			delete(b.loose, rel)
+		}
 	}
 	b.mu.Unlock()
 	if err != nil {
