@@ -112,7 +112,7 @@ func (s *Store) ApplyWith(ctx context.Context, b synkfs.Batch, o ApplyOptions) e
 		}
 		return s.afterCommit(len(data))
 	}
-	if err := s.apply(op{kind: opBatch, batch: nb, time: now, adopt: o.Adopt}); err != nil {
+	if err := s.apply(op{kind: opBatch, batch: nb, time: now, adopt: o.Adopt, guard: o.Guard}); err != nil {
 		s.broken = err
 		return fmt.Errorf("apply batch %d: %w", b.Version, err)
 	}
@@ -215,8 +215,14 @@ func (s *Store) apply(o op) error {
 	defer s.fileMu.Unlock()
 	for _, r := range b.Puts {
 		write := s.writeRecord
-		if o.adopt {
+		switch {
+		case o.adopt:
 			write = s.adoptRecord
+		case o.guard:
+			if e, keep := s.savedMeanwhile(r); keep {
+				s.st.idx.set(r.Key, e)
+				continue
+			}
 		}
 		e, err := write(r)
 		if err != nil {
@@ -225,8 +231,10 @@ func (s *Store) apply(o op) error {
 		s.st.idx.set(r.Key, e)
 	}
 	for _, d := range b.Deletes {
-		if err := s.removeRecord(d.Key); err != nil {
-			return err
+		if !o.guard || !s.keepOnDelete(d.Key) {
+			if err := s.removeRecord(d.Key); err != nil {
+				return err
+			}
 		}
 		s.st.idx.set(d.Key, entry{Version: d.Version, Deleted: true, DelTime: o.time})
 	}

@@ -36,6 +36,7 @@ type op struct {
 	time   int64 // opBatch: when applied; opCompact: drop tombstones before
 	nbytes int   // encoded size
 	adopt  bool  // opBatch applied with ApplyOptions.Adopt (not journaled)
+	guard  bool  // opBatch applied with ApplyOptions.Guard (not journaled)
 }
 
 var errShort = errors.New("truncated")
