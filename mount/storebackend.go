@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/synkfs/synkfs"
@@ -488,18 +489,8 @@ func (b *StoreBackend) BadEntries() ([]Problem, error) {
 		k, _ := fsstore.PathKey(rel)
 		out = append(out, Problem{Path: rel, Key: k, Reason: reason})
 	}
-	slices.SortFunc(out, func(a, b Problem) int { return cmpString(a.Path, b.Path) })
+	slices.SortFunc(out, func(a, b Problem) int { return strings.Compare(a.Path, b.Path) })
 	return out, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Watch registers fn for the changes reported by ApplyRemote and Changed.
