@@ -214,17 +214,16 @@ func (s *Store) apply(o op) error {
 	s.fileMu.Lock()
 	defer s.fileMu.Unlock()
 	for _, r := range b.Puts {
-		write := s.writeRecord
+		var e entry
+		var err error
 		switch {
 		case o.adopt:
-			write = s.adoptRecord
+			e, err = s.adoptRecord(r)
 		case o.guard:
-			if e, keep := s.savedMeanwhile(r); keep {
-				s.st.idx.set(r.Key, e)
-				continue
-			}
+			e, err = s.writeRecordIf(r, s.savedMeanwhile)
+		default:
+			e, err = s.writeRecord(r)
 		}
-		e, err := write(r)
 		if err != nil {
 			return err
 		}
@@ -252,6 +251,14 @@ func (s *Store) apply(o op) error {
 // writeRecord writes r's file by temp file and rename, and returns its
 // index entry.
 func (s *Store) writeRecord(r synkfs.Record) (entry, error) {
+	return s.writeRecordIf(r, nil)
+}
+
+// writeRecordIf is writeRecord, except that when keep is set, it is
+// called once the temporary file is written, right before the rename:
+// when it reports true, the file is left as it is, the temporary file is
+// removed, and keep's entry is returned.
+func (s *Store) writeRecordIf(r synkfs.Record, keep func(synkfs.Record) (entry, bool)) (entry, error) {
 	rel, err := KeyPath(r.Key)
 	if err != nil {
 		return entry{}, err
@@ -286,6 +293,12 @@ func (s *Store) writeRecord(r synkfs.Record) (entry, error) {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && keep != nil {
+		if e, ok := keep(r); ok {
+			_ = s.fs.Remove(tmp)
+			return e, nil
+		}
 	}
 	if err == nil {
 		err = s.fs.Rename(tmp, path)

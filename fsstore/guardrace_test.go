@@ -45,15 +45,19 @@ func TestGuardKeepsSavesMadeDuringApply(t *testing.T) {
 		return synkfs.Record{Key: key(id), Version: v, Body: []byte(body)}
 	}
 	if err := s.Apply(ctx, synkfs.Batch{Version: 1, Puts: []synkfs.Record{
-		rec("edited", `{"v":0}`, 1), rec("deleted", `{"v":0}`, 1), rec("same", `{"v":0}`, 1), rec("quiet", `{"v":0}`, 1),
+		rec("edited", `{"v":0}`, 1), rec("deleted", `{"v":0}`, 1), rec("same", `{"v":0}`, 1), rec("quiet", `{"v":0}`, 1), rec("late", `{"v":0}`, 1),
 	}}); err != nil {
 		t.Fatal(err)
 	}
 
 	// The user saves while the guarded batch is being journaled, that
-	// is after the guard looked at the files.
-	var once sync.Once
+	// is after the guard looked at the files; and one file while the
+	// temporary file that is to replace it is written.
+	var once, onceLate sync.Once
 	f.FailWhen(func(op vfs.Op, name string) error {
+		if op == vfs.OpCreate && name == filepath.Join(dir, "t") {
+			onceLate.Do(func() { saveAsEditor(t, filepath.Join(dir, "t", "late.json"), `{"v":"late"}`) })
+		}
 		if op == vfs.OpWrite && strings.Contains(filepath.ToSlash(name), "/journal/") {
 			once.Do(func() {
 				saveAsEditor(t, filepath.Join(dir, "t", "edited.json"), `{"v":"mine"}`)
@@ -64,7 +68,7 @@ func TestGuardKeepsSavesMadeDuringApply(t *testing.T) {
 		return nil
 	})
 	err = s.ApplyWith(ctx, synkfs.Batch{Version: 2,
-		Puts:    []synkfs.Record{rec("edited", `{"v":1}`, 2), rec("same", `{"v":2}`, 2), rec("quiet", `{"v":1}`, 2)},
+		Puts:    []synkfs.Record{rec("late", `{"v":1}`, 2), rec("edited", `{"v":1}`, 2), rec("same", `{"v":2}`, 2), rec("quiet", `{"v":1}`, 2)},
 		Deletes: []synkfs.Tombstone{{Key: key("deleted"), Version: 2}},
 	}, ApplyOptions{Guard: true})
 	f.FailWhen(nil)
@@ -85,6 +89,9 @@ func TestGuardKeepsSavesMadeDuringApply(t *testing.T) {
 	if got := read("deleted"); got != `{"v":"minetoo"}` {
 		t.Errorf("deleted.json holds %s, want the user's save", got)
 	}
+	if got := read("late"); got != `{"v":"late"}` {
+		t.Errorf("late.json holds %s, want the user's save", got)
+	}
 	if got := read("quiet"); !strings.Contains(got, `"v":1`) {
 		t.Errorf("quiet.json holds %s, want the batch's put", got)
 	}
@@ -93,8 +100,9 @@ func TestGuardKeepsSavesMadeDuringApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Edited) != 1 || rep.Edited[0].Key != key("edited") || rep.Edited[0].Version != 2 || string(rep.Edited[0].Body) != `{"v":"mine"}` {
-		t.Errorf("scan edited = %+v, want t/edited at version 2 with the user's body", rep.Edited)
+	if len(rep.Edited) != 2 || rep.Edited[0].Key != key("edited") || rep.Edited[0].Version != 2 || string(rep.Edited[0].Body) != `{"v":"mine"}` ||
+		rep.Edited[1].Key != key("late") || rep.Edited[1].Version != 2 || string(rep.Edited[1].Body) != `{"v":"late"}` {
+		t.Errorf("scan edited = %s, want t/edited and t/late at version 2 with the user's bodies", rep.Edited)
 	}
 	if len(rep.Created) != 1 || rep.Created[0].Key != key("deleted") || rep.Created[0].Version != 2 {
 		t.Errorf("scan created = %+v, want t/deleted over the version 2 tombstone", rep.Created)

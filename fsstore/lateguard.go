@@ -23,11 +23,13 @@ import (
 // alone, with an index entry that makes the next scan read it and report
 // it against the batch's version: an edit of the put, or a creation over
 // the tombstone. What is left is the instant between that look and the
-// rename or remove, rather than the whole apply.
+// rename or remove (the put's temporary file is written before the look),
+// rather than the whole apply.
 
 // savedMeanwhile reports whether the guarded put r must not be written
 // because its file changed since the guard looked at it, and returns the
-// index entry to record instead. s.mu and s.fileMu must be held.
+// index entry to record instead. s.mu and s.fileMu must be held; it is
+// called right before the put's rename.
 func (s *Store) savedMeanwhile(r synkfs.Record) (entry, bool) {
 	prev, had := s.st.idx.get(r.Key)
 	prevLive := had && !prev.Deleted
