@@ -483,27 +483,16 @@ func oversize(b *Batch) (code, msg string, bad bool) {
 	return "", "", false
 }
 
-// contentCodes are the error codes that refuse a message for what it
-// holds.
-var contentCodes = map[string]bool{
-	wire.CodeBadMessage: true,
-	wire.CodeTooLarge:   true,
-	wire.CodeTooDeep:    true,
-	wire.CodeTooMany:    true,
-	wire.CodeInvalid:    true,
-}
-
 // serverError handles an error message: a batch refused for good is
-// rejected record by record; anything else ends the connection. An error
-// that names no batch but refuses a message for its content while a
-// batch is in flight is taken as that batch's refusal (a server that
-// could not read the batch id out of the message it refused).
+// rejected record by record; anything else ends the connection. Only an
+// error that names the batch in flight refuses it: the server reads the
+// batch id even out of a message it cannot decode (wire.PeekBatch), and an
+// error naming no batch may be about another message entirely (say, a
+// hello that a faulty link delivered twice), so it must not quarantine
+// the batch's changes.
 func (s *session) serverError(ctx context.Context, e *wire.Error) error {
 	serr := &ServerError{Code: e.Code, Message: e.Message}
-	if s.inflight == nil || !serr.Permanent() {
-		return serr
-	}
-	if e.Batch != s.inflight.ID && (e.Batch != 0 || !contentCodes[e.Code]) {
+	if s.inflight == nil || !serr.Permanent() || e.Batch != s.inflight.ID {
 		return serr
 	}
 	s.c.log.Warn("server refused a batch", "batch", s.inflight.ID, "code", e.Code, "reason", e.Message)
