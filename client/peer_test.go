@@ -40,6 +40,7 @@ type peer struct {
 	refuse        string // answer every batch with an error of this code
 	refuseOnce    bool   // clear refuse after one use
 	mute          bool   // after the welcome, stop reading (and answering pings)
+	stray         string // answer the next batch with an error of this code naming no batch, applying nothing
 
 	stop chan struct{} // closed when the test ends
 }
@@ -169,6 +170,13 @@ func (p *peer) changes(ctx context.Context, conn *wire.Conn, client string, m *w
 			p.dropOnReceive--
 			p.mu.Unlock()
 			return false
+		}
+		if p.stray != "" {
+			code := p.stray
+			p.stray = ""
+			p.mu.Unlock()
+			conn.Write(ctx, &wire.Error{Code: code, Message: "hello must be the first message, and only once"})
+			return true
 		}
 		if p.refuse != "" {
 			code := p.refuse
