@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -38,7 +39,7 @@ type History struct {
 	seen       map[synkfs.Key]map[string]bool // values held by a record this epoch
 	allowed    map[synkfs.Key]map[string]bool // bodies users moved to a record
 	lastBatch  map[string]uint64              // by client id, this epoch
-	uncertain  *synkfs.Batch                  // a commit that failed: may or may not be durable
+	uncertain  []synkfs.Batch                 // commits that failed since the last that returned: one may be durable
 	values     map[string]bool                // every string value ever held
 	carried    []map[synkfs.Key]string        // live records at each in-memory restart
 	touched    map[synkfs.Key]bool            // records changed since the last in-memory restart
@@ -87,21 +88,22 @@ func (h *History) Wrap(s synkfs.Store) synkfs.Store {
 
 // Reopened checks a store reopened from disk (the server restarted with
 // --data) against the history: every batch whose commit returned (acked)
-// is there, at the same version, and nothing else is, except the one
-// commit that failed in the crash, which may or may not have made it.
+// is there, at the same version, and nothing else is, except one of the
+// commits that failed since the last that returned, which may or may not
+// have made it.
+//
+// Which one: a commit that fails once its batch is in the journal (the
+// crash hit while its files were written) leaves the store refusing
+// every later commit, and its version unchanged, so the server offers
+// the next client's batch at that same version, and it fails too. Only
+// the first can be durable, and it is told from the others by what the
+// reopened store holds, not by its version.
 func (h *History) Reopened(s synkfs.Store) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if s.Epoch() != h.epoch {
 		h.fail("reopened store has epoch %q, want %q", s.Epoch(), h.epoch)
 		return
-	}
-	if u := h.uncertain; u != nil && s.Version() == u.Version && u.Version > h.version {
-		h.commit(*u) // the failed commit reached the journal
-	}
-	h.uncertain = nil
-	if s.Version() != h.version {
-		h.fail("reopened store is at version %d, the last acknowledged commit at %d", s.Version(), h.version)
 	}
 	got := map[synkfs.Key]string{}
 	var after synkfs.Key
@@ -118,6 +120,16 @@ func (h *History) Reopened(s synkfs.Store) {
 			break
 		}
 		after = recs[len(recs)-1].Key
+	}
+	for _, u := range h.uncertain {
+		if h.reached(u, s, got) {
+			h.commit(u) // this failed commit reached the journal
+			break
+		}
+	}
+	h.uncertain = nil
+	if s.Version() != h.version {
+		h.fail("reopened store is at version %d, the last acknowledged commit at %d", s.Version(), h.version)
 	}
 	for k, b := range h.state {
 		if b != "" && got[k] != b {
@@ -138,6 +150,33 @@ func (h *History) Reopened(s synkfs.Store) {
 		}
 		h.lastBatch[id] = br.Batch
 	}
+}
+
+// reached reports whether the failed commit b, with changes, is the one
+// the reopened store s (whose live records are got) holds: it is at b's
+// version, above the last acknowledged one, with b's puts, deletes and
+// metadata.
+func (h *History) reached(b synkfs.Batch, s synkfs.Store, got map[synkfs.Key]string) bool {
+	if len(b.Puts)+len(b.Deletes) == 0 || b.Version != s.Version() || b.Version <= h.version {
+		return false
+	}
+	for _, r := range b.Puts {
+		if got[r.Key] != canonical(r.Body) {
+			return false
+		}
+	}
+	for _, t := range b.Deletes {
+		if _, live := got[t.Key]; live {
+			return false
+		}
+	}
+	for k, v := range b.Meta {
+		raw, ok := s.Meta(k)
+		if ok != (v != nil) || !bytes.Equal(raw, v) {
+			return false
+		}
+	}
+	return true
 }
 
 // AllowMove notes that a user moved body to k (a rename): putting it
@@ -209,10 +248,11 @@ func (h *History) applied(b synkfs.Batch, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err != nil {
-		bb := b
-		h.uncertain = &bb
+		h.uncertain = append(h.uncertain, b)
 		return
 	}
+	// The store took this one, so none that failed before it is durable.
+	h.uncertain = nil
 	h.commit(b)
 }
 
