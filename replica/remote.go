@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -96,7 +97,13 @@ func (r *Replica) applyRemoteOnce(epoch string, ch *wire.Changes) ([]Event, erro
 	var events []Event
 	one := func(theirs synkfs.Record, deleted bool) error {
 		k := theirs.Key
-		if e := r.stage[k]; e != nil {
+		e := r.stage[k]
+		if e == nil {
+			if v, known := r.baseVersion(k); !known || v < theirs.Version {
+				e = r.unquarantine(k)
+			}
+		}
+		if e != nil {
 			ev, err := r.settle(&nb, e, theirs, deleted)
 			if err != nil {
 				return err
@@ -135,6 +142,33 @@ func (r *Replica) applyRemoteOnce(epoch string, ch *wire.Changes) ([]Event, erro
 		return nil, err
 	}
 	return events, nil
+}
+
+// unquarantine puts k's quarantined change, if it has one, back on the
+// stage and returns its entry (nil if none), so that a remote change of
+// the record is settled against it like against any local change: the
+// file still holds the refused version, which must not be overwritten
+// without a copy. The conflict strategy then decides; an outcome that
+// keeps a local change (a merge, client wins) sends it again. r.mu must
+// be held; the caller's apply makes it durable (a failed one reloads the
+// quarantine from the store).
+func (r *Replica) unquarantine(k synkfs.Key) *stageEntry {
+	for i, q := range r.st.Quarantine {
+		if q.Key != k {
+			continue
+		}
+		r.st.Quarantine = slices.Delete(slices.Clone(r.st.Quarantine), i, i+1)
+		e := &stageEntry{Key: k, Deleted: q.Deleted, Since: q.Time}
+		r.stage[k] = e
+		r.log.Info("a remote change of a record whose local change the server refused; settling them", "record", k.Path())
+		return e
+	}
+	return nil
+}
+
+// quarantined reports whether k has a change in the quarantine.
+func (r *Replica) quarantined(k synkfs.Key) bool {
+	return slices.ContainsFunc(r.st.Quarantine, func(q Quarantined) bool { return q.Key == k })
 }
 
 // takeTheirs adds the server's state of a record to nb: its body at its
@@ -368,7 +402,16 @@ func (r *Replica) ApplySnapshot(ctx context.Context, s *client.Snapshot) error {
 			if seen[rec.Key] {
 				continue
 			}
-			if e := r.stage[rec.Key]; e != nil {
+			e := r.stage[rec.Key]
+			if e == nil && r.quarantined(rec.Key) {
+				if !newHistory {
+					// A refused create the server never had: it stays
+					// the user's, in the file and in the quarantine.
+					continue
+				}
+				e = r.unquarantine(rec.Key)
+			}
+			if e != nil {
 				if newHistory {
 					e.Fresh = true
 				}
@@ -410,7 +453,11 @@ func (r *Replica) snapshotPage(page []synkfs.Record, newHistory bool) ([]Event, 
 	nb.Meta = map[string][]byte{}
 	var events []Event
 	for _, rec := range page {
-		if e := r.stage[rec.Key]; e != nil {
+		e := r.stage[rec.Key]
+		if v, known := r.baseVersion(rec.Key); e == nil && (!known || v != rec.Version || newHistory) {
+			e = r.unquarantine(rec.Key)
+		}
+		if e != nil {
 			ev, err := r.settle(&nb, e, rec, false)
 			if err != nil {
 				return nil, err
