@@ -56,7 +56,8 @@ type client struct {
 	id       string
 	features map[string]bool
 	badRun   int
-	closing  bool // a close is queued: read no more
+	helloed  *wire.Hello // the accepted hello, to tell a repeat of it
+	closing  bool        // a close is queued: read no more
 	seenIn   int64
 	sec      security // token and limits: auth.go, limits.go
 
@@ -259,6 +260,12 @@ func (c *client) handle(m wire.Message) bool {
 	switch m := m.(type) {
 	case *wire.Hello:
 		if c.started {
+			if c.helloed != nil && sameHello(c.helloed, m) {
+				// A link that delivered the hello twice: answering it
+				// with an error would end a healthy session.
+				c.log.Debug("ignoring a repeat of the hello")
+				return true
+			}
 			c.bad(wire.CodeBadMessage, "hello must be the first message, and only once", 0)
 			return false
 		}
@@ -289,6 +296,7 @@ func (c *client) hello(h *wire.Hello) bool {
 		c.bad(wire.CodeBadMessage, fmt.Sprintf("client id of %d bytes is over the limit of %d", len(h.Client), maxClientID), 0)
 		return false
 	}
+	c.helloed = h
 	c.id = c.scopeID(h.Client)
 	c.features = map[string]bool{}
 	var agreed []string
@@ -325,6 +333,13 @@ func (c *client) hello(h *wire.Hello) bool {
 		c.ready.Store(true)
 	}
 	return true
+}
+
+// sameHello reports whether b repeats a field for field (the same
+// message delivered twice).
+func sameHello(a, b *wire.Hello) bool {
+	return a.Protocol == b.Protocol && a.Client == b.Client && a.Epoch == b.Epoch &&
+		a.Version == b.Version && slices.Equal(a.Features, b.Features)
 }
 
 func (c *client) changes(m *wire.Changes) bool {
