@@ -57,11 +57,13 @@ func (c *mountCmd) Run(e *env) error {
 		return &codeError{exitUsage, err}
 	}
 	var b *mount.StoreBackend // set before the replica runs
+	events := newEventLog(e.log)
+	defer events.Close()
 	r, err := replica.Open(state, &replica.Options{
 		OnConflict: strategy,
 		Logger:     e.log,
 		OnEvent: func(ev replica.Event) {
-			logEvent(e.log, ev)
+			events.event(ev)
 			b.ReplicaEvent(ev)
 		},
 	})

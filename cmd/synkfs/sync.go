@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 
@@ -35,11 +34,13 @@ func (c *syncCmd) Run(e *env) error {
 		return &codeError{exitUsage, err}
 	}
 	bar := newProgress(e.stderr)
+	events := newEventLog(e.log)
+	defer events.Close()
 	r, err := replica.Open(c.Dir, &replica.Options{
 		OnConflict:     strategy,
 		ConfirmDeletes: c.ConfirmDeletes,
 		Logger:         e.log,
-		OnEvent:        func(ev replica.Event) { logEvent(e.log, ev) },
+		OnEvent:        events.event,
 		OnProgress:     bar.progress,
 	})
 	if err != nil {
@@ -94,24 +95,6 @@ func serverURL(s string) string {
 		return "wss://" + strings.TrimPrefix(s, "https://")
 	}
 	return "ws://" + s
-}
-
-func logEvent(log *slog.Logger, ev replica.Event) {
-	// Conflicts, refusals, bad files and held-back deletes are logged by
-	// the replica itself, with more detail.
-	switch ev.Kind {
-	case replica.EventStaged, replica.EventPushed, replica.EventPulled:
-	default:
-		return
-	}
-	attrs := []any{"record", ev.Key.Path(), "path", ev.Path}
-	if ev.Deleted {
-		attrs = append(attrs, "deleted", true)
-	}
-	if ev.Message != "" {
-		attrs = append(attrs, "detail", ev.Message)
-	}
-	log.Info(string(ev.Kind), attrs...)
 }
 
 // progress draws a progress bar for a long initial sync when w is a
