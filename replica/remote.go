@@ -97,11 +97,15 @@ func (r *Replica) applyRemoteOnce(epoch string, ch *wire.Changes) ([]Event, erro
 	var events []Event
 	one := func(theirs synkfs.Record, deleted bool) error {
 		k := theirs.Key
+		if v, known := r.baseVersion(k); known && v >= theirs.Version {
+			// Already applied (our own change coming back, or a reply
+			// delivered twice): a local change staged since is based on
+			// this version or a newer one, so there is nothing to settle.
+			return nil
+		}
 		e := r.stage[k]
 		if e == nil {
-			if v, known := r.baseVersion(k); !known || v < theirs.Version {
-				e = r.unquarantine(k)
-			}
+			e = r.unquarantine(k)
 		}
 		if e != nil {
 			ev, err := r.settle(&nb, e, theirs, deleted)
@@ -110,9 +114,6 @@ func (r *Replica) applyRemoteOnce(epoch string, ch *wire.Changes) ([]Event, erro
 			}
 			events = append(events, ev)
 			return nil
-		}
-		if v, known := r.baseVersion(k); known && v >= theirs.Version {
-			return nil // already applied (our own change coming back, or a repeat)
 		}
 		if cur, live := r.store.Lookup(k); deleted && (!live || cur.Deleted) {
 			r.setBase(&nb, k, theirs.Version, nil) // nothing to remove here
@@ -453,8 +454,14 @@ func (r *Replica) snapshotPage(page []synkfs.Record, newHistory bool) ([]Event, 
 	nb.Meta = map[string][]byte{}
 	var events []Event
 	for _, rec := range page {
+		if v, known := r.baseVersion(rec.Key); known && v == rec.Version && !newHistory {
+			// The folder has this version (a page delivered twice, or
+			// a record unchanged since): a local change staged since is
+			// based on it, so there is nothing to settle.
+			continue
+		}
 		e := r.stage[rec.Key]
-		if v, known := r.baseVersion(rec.Key); e == nil && (!known || v != rec.Version || newHistory) {
+		if e == nil {
 			e = r.unquarantine(rec.Key)
 		}
 		if e != nil {
@@ -463,9 +470,6 @@ func (r *Replica) snapshotPage(page []synkfs.Record, newHistory bool) ([]Event, 
 				return nil, err
 			}
 			events = append(events, ev)
-			continue
-		}
-		if v, known := r.baseVersion(rec.Key); known && v == rec.Version && !newHistory {
 			continue
 		}
 		if cur, ok := r.store.Lookup(rec.Key); ok && !cur.Deleted {
