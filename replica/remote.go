@@ -95,8 +95,12 @@ func (r *Replica) applyRemoteOnce(epoch string, ch *wire.Changes) ([]Event, erro
 	var nb synkfs.Batch
 	nb.Meta = map[string][]byte{}
 	var events []Event
+	var refused refusals
 	one := func(theirs synkfs.Record, deleted bool) error {
 		k := theirs.Key
+		if !r.holdable(&refused, theirs, deleted) {
+			return nil
+		}
 		if v, known := r.baseVersion(k); known && v >= theirs.Version {
 			// Already applied (our own change coming back, or a reply
 			// delivered twice): a local change staged since is based on
@@ -142,7 +146,57 @@ func (r *Replica) applyRemoteOnce(epoch string, ch *wire.Changes) ([]Event, erro
 		r.st.Epoch, r.st.Version = prev.Epoch, prev.Version
 		return nil, err
 	}
-	return events, nil
+	return append(events, r.noteRefused(refused)...), nil
+}
+
+// maxRefused bounds the refused records a replica remembers for its
+// status (a hostile server could send any number).
+const maxRefused = 100
+
+// maxRefusedLogged bounds the log lines of refused records per apply;
+// the rest are counted in one more line.
+const maxRefusedLogged = 10
+
+// refusals collects the records of one apply that the folder cannot hold.
+type refusals []RefusedRecord
+
+// holdable reports whether the store can hold a record named like
+// theirs. One it cannot (a name too long for a file name, sent by a
+// broken or hostile server) is added to *ref and skipped, so that it
+// does not fail the whole apply and stall the replica: the rest is
+// applied and the cursor moves on.
+func (r *Replica) holdable(ref *refusals, theirs synkfs.Record, deleted bool) bool {
+	err := r.store.ValidateKey(theirs.Key)
+	if err == nil {
+		return true
+	}
+	*ref = append(*ref, RefusedRecord{Key: theirs.Key, Version: theirs.Version, Deleted: deleted, Reason: err.Error(), Time: r.opts.Now()})
+	return false
+}
+
+// noteRefused logs the records of an apply that was made durable without
+// them, keeps them for the status, and returns their events. r.mu must be
+// held.
+func (r *Replica) noteRefused(ref refusals) []Event {
+	if len(ref) == 0 {
+		return nil
+	}
+	events := make([]Event, 0, len(ref))
+	for i, rr := range ref {
+		if i < maxRefusedLogged {
+			r.log.Warn("skipped a record from the server that this folder cannot hold", "version", rr.Version, "reason", rr.Reason)
+		}
+		events = append(events, Event{Kind: EventRefused, Key: rr.Key, Deleted: rr.Deleted, Message: rr.Reason})
+	}
+	if n := len(ref) - maxRefusedLogged; n > 0 {
+		r.log.Warn("skipped more records from the server that this folder cannot hold", "count", n)
+	}
+	r.refused = append(r.refused, ref...)
+	if n := len(r.refused) - maxRefused; n > 0 {
+		r.refused = slices.Delete(r.refused, 0, n)
+	}
+	r.markStatus()
+	return events
 }
 
 // unquarantine puts k's quarantined change, if it has one, back on the
@@ -453,7 +507,11 @@ func (r *Replica) snapshotPage(page []synkfs.Record, newHistory bool) ([]Event, 
 	var nb synkfs.Batch
 	nb.Meta = map[string][]byte{}
 	var events []Event
+	var refused refusals
 	for _, rec := range page {
+		if !r.holdable(&refused, rec, false) {
+			continue
+		}
 		if v, known := r.baseVersion(rec.Key); known && v == rec.Version && !newHistory {
 			// The folder has this version (a page delivered twice, or
 			// a record unchanged since): a local change staged since is
@@ -485,5 +543,5 @@ func (r *Replica) snapshotPage(page []synkfs.Record, newHistory bool) ([]Event, 
 	if err := r.applyGuarded(nb); err != nil {
 		return nil, err
 	}
-	return events, nil
+	return append(events, r.noteRefused(refused)...), nil
 }

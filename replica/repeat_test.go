@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,5 +70,31 @@ func TestRepeatedDeliveryKeepsStagedEdit(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A snapshot page holding a record whose name the folder cannot hold is
+// applied without it; the record is listed as refused.
+func TestSnapshotSkipsRecordTooLong(t *testing.T) {
+	srv := newServer(t)
+	a := newSide(t, srv.url, nil)
+	long := synkfs.Key{Type: strings.Repeat("t", 256), ID: "1"}
+	good := synkfs.Key{Type: "n", ID: "1"}
+	page := []synkfs.Record{{Key: long, Version: 3, Body: []byte(`{"a":1}`)}, {Key: good, Version: 4, Body: []byte(`{"b":2}`)}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := a.r.ApplySnapshot(ctx, &client.Snapshot{Epoch: "e1", Version: 4,
+		Pages: func(yield func([]synkfs.Record, error) bool) { yield(page, nil) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := a.read("n/1.json"); got != canon(t, `{"b":2}`) {
+		t.Fatalf("n/1 holds %q", got)
+	}
+	if e, v := a.r.Cursor(); e != "e1" || v != 4 {
+		t.Fatalf("cursor %s/%d, want e1/4", e, v)
+	}
+	if rf := a.r.Status().Refused; len(rf) != 1 || rf[0].Key != long || rf[0].Version != 3 {
+		t.Fatalf("refused %+v, want the long-named record", rf)
 	}
 }

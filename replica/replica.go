@@ -171,6 +171,7 @@ const (
 	EventQuarantined EventKind = "quarantined" // the server refused a change for good
 	EventBad         EventKind = "bad"         // a file is not a valid record
 	EventPaused      EventKind = "paused"      // the mass-delete guard held deletes back
+	EventRefused     EventKind = "refused"     // a server record the folder cannot hold was skipped
 )
 
 // Event is one thing that happened to a record, for people.
@@ -230,10 +231,13 @@ type Replica struct {
 	stage  map[synkfs.Key]*stageEntry
 	sealed *client.Batch
 	bad    map[string]string // path -> reason, as last reported
-	paused int               // deletes held back by the guard
-	single int               // batches to send one record at a time
-	watch  string            // watcher mode, "" when not watching
-	cl     *client.Client    // for Kick and State; nil until Attach
+	// refused lists the server's records this folder cannot hold (their
+	// names do not fit in file names), newest last, at most maxRefused.
+	refused []RefusedRecord
+	paused  int            // deletes held back by the guard
+	single  int            // batches to send one record at a time
+	watch   string         // watcher mode, "" when not watching
+	cl      *client.Client // for Kick and State; nil until Attach
 	// baseEpoch, when set, is the epoch of the changes being applied
 	// (a snapshot's before the cursor moves to it); bases written
 	// meanwhile belong to it. "" means the cursor's epoch.

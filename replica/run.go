@@ -201,6 +201,7 @@ func (r *Replica) Status() *Status {
 		Staged:        []StagedInfo{},
 		Quarantined:   append([]Quarantined{}, r.st.Quarantine...),
 		Bad:           []BadEntry{},
+		Refused:       slices.Clone(r.refused),
 		PausedDeletes: r.paused,
 		Disk:          r.healer.problem,
 		Watch:         r.watch,

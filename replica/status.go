@@ -38,6 +38,10 @@ type Status struct {
 	Conflicts []Conflict `json:"conflicts"`
 	// Bad lists files that are not valid records.
 	Bad []BadEntry `json:"bad"`
+	// Refused lists records the server sent that this folder cannot
+	// hold (a name too long for a file name, an invalid key): they were
+	// skipped and the rest applied. At most the latest 100.
+	Refused []RefusedRecord `json:"refused,omitempty"`
 	// Disk, while the folder's disk fails writes (full, or failing), says
 	// what happened and what to do; sync is paused until writes work
 	// again, then resumes by itself. "" while the disk works.
@@ -78,6 +82,15 @@ type Quarantined struct {
 type BadEntry struct {
 	Path   string `json:"path"`
 	Reason string `json:"reason"`
+}
+
+// RefusedRecord is a record the server sent that the folder cannot hold.
+type RefusedRecord struct {
+	Key     synkfs.Key `json:"key"`
+	Version uint64     `json:"version"`
+	Deleted bool       `json:"deleted,omitempty"`
+	Reason  string     `json:"reason"`
+	Time    time.Time  `json:"time"`
 }
 
 func statusPath(root string) string { return filepath.Join(root, StateDir, statusFile) }
