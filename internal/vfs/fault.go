@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -92,7 +94,10 @@ func (f *Fault) TornWrites(on bool) {
 
 // DropUnsynced makes the crash also discard what was written to a file
 // since its last Sync (or since it was opened), by truncating the file back
-// to the size it had then, as a power loss would. This models append-only
+// to the size it had then, as a power loss would. A Sync through any
+// descriptor of a file counts (fsync makes the file durable, whichever
+// descriptor asks), and a file removed or replaced by a rename loses
+// nothing more. This models append-only
 // writers faithfully; overwrites in place are not undone, nor are
 // directory entries that were never made durable with SyncDir.
 func (f *Fault) DropUnsynced(on bool) {
@@ -285,6 +290,7 @@ func (f *Fault) Rename(oldpath, newpath string) error {
 			return err
 		}
 		f.mu.Lock()
+		f.forgetLocked(func(p string) bool { return p == newpath }) // the file replaced
 		for ff := range f.unsynced {
 			ff.mu.Lock()
 			if ff.path == oldpath {
@@ -297,14 +303,46 @@ func (f *Fault) Rename(oldpath, newpath string) error {
 	})
 }
 
+// forgetLocked drops the unsynced data of the files whose name matches:
+// they are gone (removed, or replaced by a rename), so a crash has
+// nothing of theirs to cut, and must not cut the file that now has the
+// name. f.mu must be held.
+func (f *Fault) forgetLocked(match func(path string) bool) {
+	for ff := range f.unsynced {
+		ff.mu.Lock()
+		gone := match(ff.path)
+		ff.mu.Unlock()
+		if gone {
+			delete(f.unsynced, ff)
+		}
+	}
+}
+
 // Remove removes name on the base FS (OpRemove).
 func (f *Fault) Remove(name string) error {
-	return f.do(OpRemove, name, true, func() error { return f.base.Remove(name) })
+	return f.do(OpRemove, name, true, func() error {
+		if err := f.base.Remove(name); err != nil {
+			return err
+		}
+		f.mu.Lock()
+		f.forgetLocked(func(p string) bool { return p == name })
+		f.mu.Unlock()
+		return nil
+	})
 }
 
 // RemoveAll removes name and its children on the base FS (OpRemove).
 func (f *Fault) RemoveAll(name string) error {
-	return f.do(OpRemove, name, true, func() error { return f.base.RemoveAll(name) })
+	return f.do(OpRemove, name, true, func() error {
+		if err := f.base.RemoveAll(name); err != nil {
+			return err
+		}
+		prefix := name + string(filepath.Separator)
+		f.mu.Lock()
+		f.forgetLocked(func(p string) bool { return p == name || strings.HasPrefix(p, prefix) })
+		f.mu.Unlock()
+		return nil
+	})
 }
 
 // MkdirAll creates directories on the base FS (OpMkdir).
@@ -463,12 +501,23 @@ func (ff *faultFile) Sync() error {
 		if err != nil {
 			return err
 		}
-		ff.mu.Lock()
-		ff.synced = fi.Size()
-		ff.mu.Unlock()
+		// fsync makes the file durable, not the descriptor: what was
+		// written through other descriptors of it (one since closed
+		// included) is safe too.
+		name, size := ff.name(), fi.Size()
 		ff.fs.mu.Lock()
-		delete(ff.fs.unsynced, ff)
+		for other := range ff.fs.unsynced {
+			other.mu.Lock()
+			if other.path == name {
+				other.synced = size
+				delete(ff.fs.unsynced, other)
+			}
+			other.mu.Unlock()
+		}
 		ff.fs.mu.Unlock()
+		ff.mu.Lock()
+		ff.synced = size
+		ff.mu.Unlock()
 		return nil
 	})
 }
