@@ -41,6 +41,7 @@ type peer struct {
 	refuseOnce    bool   // clear refuse after one use
 	mute          bool   // after the welcome, stop reading (and answering pings)
 	stray         string // answer the next batch with an error of this code naming no batch, applying nothing
+	repeatPages   bool   // send every snapshot page twice, as a faulty link might
 
 	stop chan struct{} // closed when the test ends
 }
@@ -156,7 +157,14 @@ func (p *peer) serve(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case *wire.SnapshotRequest:
-			conn.Write(ctx, p.page(m))
+			page := p.page(m)
+			conn.Write(ctx, page)
+			p.mu.Lock()
+			repeat := p.repeatPages
+			p.mu.Unlock()
+			if repeat {
+				conn.Write(ctx, page)
+			}
 		}
 	}
 }

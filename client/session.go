@@ -347,7 +347,9 @@ func (s *session) resync(ctx context.Context) error {
 }
 
 // page asks for one snapshot page and waits for it, noting notifies that
-// arrive meanwhile.
+// arrive meanwhile. A page that cannot answer the request (one a faulty
+// link delivered twice: its first key is not after the requested one) is
+// ignored, so that it is never taken for the next page.
 func (s *session) page(ctx context.Context, after *synkfs.Key) (*wire.SnapshotPage, error) {
 	req := &wire.SnapshotRequest{After: after, Limit: s.c.opts.PageSize}
 	if err := s.send(ctx, req); err != nil {
@@ -360,6 +362,10 @@ func (s *session) page(ctx context.Context, after *synkfs.Key) (*wire.SnapshotPa
 		}
 		switch m := m.(type) {
 		case *wire.SnapshotPage:
+			if !answers(m, after) {
+				s.c.log.Debug("ignoring a snapshot page that does not follow the requested key", "after", after.Path())
+				continue
+			}
 			if s.epoch != "" && m.Epoch != s.epoch {
 				return nil, fmt.Errorf("server epoch changed during the snapshot (%s -> %s)", s.epoch, m.Epoch)
 			}
@@ -373,6 +379,21 @@ func (s *session) page(ctx context.Context, after *synkfs.Key) (*wire.SnapshotPa
 			s.c.log.Debug("ignoring message during snapshot", "type", m.Type())
 		}
 	}
+}
+
+// answers reports whether page p can be the answer to a request for the
+// records after the key after (nil: from the start): every key it holds,
+// and the key to continue after, come after it. A page delivered twice
+// repeats keys at or before the key asked after, which its predecessor
+// ended with.
+func answers(p *wire.SnapshotPage, after *synkfs.Key) bool {
+	if after == nil {
+		return true
+	}
+	if len(p.Records) > 0 {
+		return after.Less(p.Records[0].Key)
+	}
+	return p.Next == nil || after.Less(*p.Next)
 }
 
 // serverAt notes that the server has reached version v.
