@@ -126,14 +126,36 @@ func writeConflictCopy(root string, c *Conflict, host string, ours []byte) error
 	}
 	// The sidecar first: a copy without a sidecar is still listed, but a
 	// sidecar without its copy is ignored.
-	if err := writeFileAtomic(sidecarPath(root, copyRel), side, 0o644); err != nil {
+	if err := writeFileAtomic(root, sidecarRel(copyRel), side, 0o644); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(root, filepath.FromSlash(copyRel)), pretty, 0o644)
+	return writeFileAtomic(root, copyRel, pretty, 0o644)
 }
 
-func sidecarPath(root, copyRel string) string {
-	return filepath.Join(root, StateDir, conflictsDir, filepath.FromSlash(copyRel))
+// sidecarRel returns the path of a conflict copy's sidecar relative to
+// the folder root.
+func sidecarRel(copyRel string) string {
+	return StateDir + "/" + conflictsDir + "/" + copyRel
+}
+
+// readSafe reads the file at rel under root by the store's confinement
+// rules: no folder on the way and not the file itself may be a link.
+func readSafe(root, rel string) ([]byte, error) {
+	p, err := fsstore.SafePath(root, rel)
+	if err != nil {
+		return nil, err
+	}
+	return fsstore.ReadFileNoFollow(p)
+}
+
+// removeSafe removes the file at rel under root (a link in its place is
+// removed, not its target), refusing a path through a linked folder.
+func removeSafe(root, rel string) error {
+	p, err := fsstore.SafePath(root, rel)
+	if err != nil {
+		return err
+	}
+	return os.Remove(p)
 }
 
 // pruneSidecars removes the sidecars whose conflict copy is gone (the user
@@ -201,7 +223,7 @@ func ListConflicts(root string) ([]Conflict, error) {
 			}
 			copyRel := d.Name() + "/" + f.Name()
 			c := Conflict{Key: synkfs.Key{Type: typ, ID: id}, Copy: copyRel}
-			if data, err := os.ReadFile(sidecarPath(root, copyRel)); err == nil {
+			if data, err := readSafe(root, sidecarRel(copyRel)); err == nil {
 				var side Conflict
 				if json.Unmarshal(data, &side) == nil && side.Key == c.Key {
 					c = side
@@ -275,7 +297,7 @@ func Resolve(root string, k synkfs.Key, choice Choice, merged []byte) (string, e
 	switch choice {
 	case Ours:
 		newest := cs[len(cs)-1]
-		body, err = os.ReadFile(filepath.Join(root, filepath.FromSlash(newest.Copy)))
+		body, err = readSafe(root, newest.Copy)
 		if err != nil {
 			return "", fmt.Errorf("read conflict copy: %w", err)
 		}
@@ -294,21 +316,21 @@ func Resolve(root string, k synkfs.Key, choice Choice, merged []byte) (string, e
 		if _, err := merge.CanonicalObject(body); err != nil {
 			return "", fmt.Errorf("resolve %s: %w", k.Path(), err)
 		}
-		if err := writeFileAtomic(filepath.Join(root, filepath.FromSlash(rel)), pretty, 0o644); err != nil {
+		if err := writeFileAtomic(root, rel, pretty, 0o644); err != nil {
 			return "", err
 		}
 	}
 	for _, c := range cs {
-		data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(c.Copy)))
+		data, err := readSafe(root, c.Copy)
 		if err == nil {
 			if _, err := saveRecovery(root, c.Key, data, "resolved-copy", time.Now()); err != nil {
 				return "", err
 			}
 		}
-		if err := os.Remove(filepath.Join(root, filepath.FromSlash(c.Copy))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := removeSafe(root, c.Copy); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return "", fmt.Errorf("remove conflict copy: %w", err)
 		}
-		_ = os.Remove(sidecarPath(root, c.Copy))
+		_ = removeSafe(root, sidecarRel(c.Copy))
 	}
 	return rel, nil
 }
@@ -320,27 +342,28 @@ func saveRecovery(root string, k synkfs.Key, body []byte, why string, now time.T
 	if err != nil {
 		return "", err
 	}
-	p := recoveryPath(root, rel, why, now)
+	saved := recoveryRel(root, rel, why, now)
 	if pretty, err := merge.Pretty(body); err == nil {
 		body = pretty
 	}
-	if err := writeFileAtomic(p, body, 0o644); err != nil {
+	if err := writeFileAtomic(root, saved, body, 0o644); err != nil {
 		return "", fmt.Errorf("keep a recovery copy of %s: %w", k.Path(), err)
 	}
-	return p, nil
+	return filepath.Join(root, filepath.FromSlash(saved)), nil
 }
 
-// recoveryPath returns a free name for a recovery copy of the record file
-// rel: .synk/recovery/<type>/<id>.<time>.<why>.json, with a counter added
-// when that name is taken.
-func recoveryPath(root, rel, why string, now time.Time) string {
+// recoveryRel returns a free name for a recovery copy of the record file
+// rel, relative to root: .synk/recovery/<type>/<id>.<time>.<why>.json,
+// with a counter added when that name is taken.
+func recoveryRel(root, rel, why string, now time.Time) string {
 	dir, file := path.Split(rel)
 	stem := strings.TrimSuffix(file, fsstore.Ext) + "." + now.UTC().Format(timeLayout) + "." + why
-	p := filepath.Join(root, StateDir, recoveryDir, filepath.FromSlash(dir), stem+fsstore.Ext)
+	base := StateDir + "/" + recoveryDir + "/" + dir
+	p := base + stem + fsstore.Ext
 	for n := 2; ; n++ {
-		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Lstat(filepath.Join(root, filepath.FromSlash(p))); errors.Is(err, os.ErrNotExist) {
 			return p
 		}
-		p = filepath.Join(root, StateDir, recoveryDir, filepath.FromSlash(dir), fmt.Sprintf("%s-%d%s", stem, n, fsstore.Ext))
+		p = fmt.Sprintf("%s%s-%d%s", base, stem, n, fsstore.Ext)
 	}
 }

@@ -21,17 +21,23 @@ const (
 	statusFile   = "status.json"
 )
 
-// writeFileAtomic writes data to path by writing a temporary file in the
-// same folder, syncing it and renaming it over path, then syncing the
-// folder: a reader sees the old file or the new one, never a mix, and
-// after it returns the file survives a crash.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	return writeFile(path, data, perm, true)
+// writeFileAtomic writes data to the file at rel ('/'-separated, relative
+// to the folder root) by writing a temporary file in the same folder,
+// syncing it and renaming it over the file, then syncing the folder: a
+// reader sees the old file or the new one, never a mix, and after it
+// returns the file survives a crash. Like the store, it never writes
+// through a symbolic link nor outside root (see fsstore.SafePath).
+func writeFileAtomic(root, rel string, data []byte, perm os.FileMode) error {
+	return writeFile(root, rel, data, perm, true)
 }
 
 // writeFile is writeFileAtomic, with the syncs only when durable is set
 // (a reader still never sees a mix).
-func writeFile(path string, data []byte, perm os.FileMode, durable bool) error {
+func writeFile(root, rel string, data []byte, perm os.FileMode, durable bool) error {
+	path, err := fsstore.SafePath(root, rel)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", rel, err)
+	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err

@@ -162,7 +162,7 @@ func TestDeletedCopyDropsSidecar(t *testing.T) {
 	if len(cs) != 1 {
 		t.Fatalf("conflicts %+v", cs)
 	}
-	side := sidecarPath(a.dir, cs[0].Copy)
+	side := filepath.Join(a.dir, filepath.FromSlash(sidecarRel(cs[0].Copy)))
 	if _, err := os.Stat(side); err != nil {
 		t.Fatalf("no sidecar: %v", err)
 	}

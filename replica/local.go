@@ -207,17 +207,25 @@ func (r *Replica) evictBad(k synkfs.Key) error {
 	if err != nil {
 		return err
 	}
-	p := filepath.Join(r.root, filepath.FromSlash(rel))
+	// Both ends by the store's confinement rules: neither the record's
+	// type folder nor a recovery folder may be a link.
+	p, err := fsstore.SafePath(r.root, rel)
+	if err != nil {
+		return err
+	}
 	if _, err := os.Lstat(p); err != nil {
 		return nil
 	}
-	saved := recoveryPath(r.root, rel, "invalid-local", r.opts.Now())
+	saved, err := fsstore.SafePath(r.root, recoveryRel(r.root, rel, "invalid-local", r.opts.Now()))
+	if err != nil {
+		return fmt.Errorf("keep a recovery copy of %s: %w", rel, err)
+	}
 	if err := os.MkdirAll(filepath.Dir(saved), 0o755); err != nil {
 		return fmt.Errorf("keep a recovery copy of %s: %w", rel, err)
 	}
 	if err := os.Rename(p, saved); err != nil {
 		// Another file system under the state folder: copy, then remove.
-		data, rerr := os.ReadFile(p)
+		data, rerr := fsstore.ReadFileNoFollow(p)
 		if rerr != nil {
 			return nil
 		}

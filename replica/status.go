@@ -95,6 +95,9 @@ type RefusedRecord struct {
 
 func statusPath(root string) string { return filepath.Join(root, StateDir, statusFile) }
 
+// statusRel is the status file's path relative to the folder root.
+const statusRel = StateDir + "/" + statusFile
+
 // writeStatus saves st as the folder's status file, atomically.
 func writeStatus(root string, st *Status) error {
 	data, err := json.MarshalIndent(st, "", "  ")
@@ -102,7 +105,7 @@ func writeStatus(root string, st *Status) error {
 		return err
 	}
 	// The status is a view, rebuilt on every change: no fsync needed.
-	return writeFile(statusPath(root), append(data, '\n'), 0o644, false)
+	return writeFile(root, statusRel, append(data, '\n'), 0o644, false)
 }
 
 // ReadStatus returns the last status a replica wrote for the folder at
