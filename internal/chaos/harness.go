@@ -315,7 +315,9 @@ var discard = slog.New(slog.DiscardHandler)
 func (c *cluster) startServer() error {
 	if c.mode == "data" {
 		c.sfault = vfs.NewFault(vfs.OS)
-		s, err := fsstore.Open(filepath.Join(c.cfg.Dir, "server"), &fsstore.Options{FS: c.sfault, Logger: discard})
+		// As `synkfs serve --data` opens it: record files written behind
+		// the journal.
+		s, err := fsstore.Open(filepath.Join(c.cfg.Dir, "server"), &fsstore.Options{FS: c.sfault, Logger: discard, WriteBehind: true})
 		if err != nil {
 			return fmt.Errorf("open server store: %w", err)
 		}
@@ -559,6 +561,9 @@ func (c *cluster) fault() {
 			break
 		}
 		c.sfault.TornWrites(c.rng.IntN(2) == 0)
+		// A power loss, not only the process: what was written and not
+		// synced is gone too.
+		c.sfault.DropUnsynced(true)
 		c.sfault.CrashAfter(1 + c.rng.IntN(30))
 		c.crashAt = c.step + 1 + c.rng.IntN(20)
 	}
