@@ -61,6 +61,9 @@ func printStatus(w io.Writer, st *replica.Status, ok bool, now time.Time) {
 			fmt.Fprintf(w, "watching:   %s\n", st.Watch)
 		}
 		fmt.Fprintf(w, "updated:    %s ago\n", ago(now, st.Updated))
+		if st.Disk != "" {
+			fmt.Fprintf(w, "disk:       %s\n", st.Disk)
+		}
 	}
 	fmt.Fprintf(w, "staged:     %d\n", len(st.Staged))
 	for _, s := range st.Staged {
@@ -85,6 +88,12 @@ func printStatus(w io.Writer, st *replica.Status, ok bool, now time.Time) {
 		fmt.Fprintf(w, "refused:    %d (by the server, for good; edit the file to try again)\n", len(st.Quarantined))
 		for _, q := range st.Quarantined {
 			fmt.Fprintf(w, "  %s: %s: %s\n", q.Key.Path(), q.Code, q.Message)
+		}
+	}
+	if len(st.Refused) > 0 {
+		fmt.Fprintf(w, "skipped:    %d records from the server that this folder cannot hold\n", len(st.Refused))
+		for _, r := range st.Refused {
+			fmt.Fprintf(w, "  %s: %s\n", r.Key.Path(), r.Reason)
 		}
 	}
 	if len(st.Bad) > 0 {
