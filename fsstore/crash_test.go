@@ -179,12 +179,17 @@ func TestCrashAtEveryStep(t *testing.T) {
 		{"kill", Options{CheckpointEvery: 1}},
 		{"kill+torn", Options{CheckpointEvery: 1}},
 		// Power loss (unsynced writes dropped) while the batch is only in
-		// the journal. The fault layer cannot see an fsync made through a
-		// second handle, so checkpoints are kept out of this window.
+		// the journal.
 		{"power+torn", Options{CheckpointEvery: 1000}},
+		// Power loss with a checkpoint inside Apply: the record files,
+		// written through temporary files and synced by the flush
+		// through new handles, must survive once the snapshot covers
+		// them.
+		{"power+torn+checkpoint", Options{CheckpointEvery: 1}},
 		// The same with record files written behind the journal.
 		{"kill+behind", Options{CheckpointEvery: 1, WriteBehind: true}},
 		{"power+torn+behind", Options{CheckpointEvery: 1000, WriteBehind: true}},
+		{"power+torn+behind+checkpoint", Options{CheckpointEvery: 1, WriteBehind: true}},
 	}
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
