@@ -276,6 +276,15 @@ func (r *Replica) settle(nb *synkfs.Batch, e *stageEntry, theirs synkfs.Record, 
 		unstage()
 		ev.Kind, ev.Message = EventPushed, "same on both sides"
 		return ev, nil
+	case e.Fresh && !oursDeleted && unedited(ours, r.base(k)):
+		// Sent again only because a reset server had lost it, and not
+		// edited here since: the server's state was written in its new
+		// history (re-created, edited or deleted on purpose) and
+		// stands. Nothing typed here is lost, so no copy is kept.
+		r.takeTheirs(nb, theirs, theirsDeleted)
+		unstage()
+		ev.Kind, ev.Message = EventPulled, "unchanged here since the server's reset: the server's later change stands"
+		return ev, nil
 	}
 
 	strategy := r.opts.OnConflict
@@ -368,6 +377,12 @@ func (r *Replica) settle(nb *synkfs.Batch, e *stageEntry, theirs synkfs.Record, 
 	}
 	r.log.Info("conflict", "record", k.Path(), "strategy", string(strategy), "outcome", ev.Message)
 	return ev, nil
+}
+
+// unedited reports whether a local body is the base it was synced at, so
+// holds nothing typed since (an unknown base counts as edited).
+func unedited(ours, base []byte) bool {
+	return base != nil && merge.Equal(ours, base)
 }
 
 // ApplySnapshot implements client.Replica: it walks the server's records,
