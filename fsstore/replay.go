@@ -1,11 +1,16 @@
 package fsstore
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/synkfs/synkfs"
+	"github.com/synkfs/synkfs/merge"
 )
 
 // replayApply applies a journal entry found after the last checkpoint,
@@ -13,10 +18,20 @@ import (
 // have been written before the crash, and the user may have edited them
 // since (a folder is edited while no replica runs). A file is written
 // only when it still holds what the index held before the entry (or
-// nothing, or bytes that are not a record: a torn write); a file that
+// nothing, or a torn write of the store's own, see tornOwn); a file that
 // already holds the entry's body only has its index entry refreshed; a
 // file that holds anything else is the user's, and is left alone with an
 // index entry that makes the next scan see the difference.
+//
+// Bytes that are not a record may also be a save under way: a replica
+// killed and restarted at once replays while an editor is half-way
+// through writing a file in place. Replacing that file by rename would
+// send the rest of the save into a file no longer in the folder, and the
+// edit would vanish without a trace. So such a file is left alone, unless
+// it reads like a torn write of the entry's own body (empty, zeroes, or a
+// prefix of the bytes the store writes): that one is moved into the
+// recovery folder (see keepAside) before the body is written again, so a
+// save that merely looks like one goes on into the copy and is kept.
 func (s *Store) replayApply(o op) error {
 	if o.kind != opBatch {
 		return s.apply(o)
@@ -36,10 +51,17 @@ func (s *Store) replayApply(o op) error {
 		switch {
 		case d.valid && d.hash == want:
 			fixes = append(fixes, fix{r.Key, entry{Version: r.Version, Size: d.size, MTime: d.mtime, Hash: want}})
-		case !d.exists && prevLive, d.valid && !(prevLive && d.hash == prev.Hash):
-			// Changed or removed by hand after the write: the zero size
-			// and time never match a file, so a scan reads it.
+		case !d.exists && prevLive, d.valid && !(prevLive && d.hash == prev.Hash),
+			d.partial && !tornOwn(d.raw, r.Body):
+			// Changed or removed by hand after the write, or a save under
+			// way: the zero size and time never match a file, so a scan
+			// reads it.
 			fixes = append(fixes, fix{r.Key, entry{Version: r.Version, Hash: want}})
+		case d.partial:
+			if err := s.keepAside(r.Key); err != nil {
+				return err
+			}
+			todo.batch.Puts = append(todo.batch.Puts, r)
 		default:
 			todo.batch.Puts = append(todo.batch.Puts, r)
 		}
@@ -47,8 +69,8 @@ func (s *Store) replayApply(o op) error {
 	for _, t := range o.batch.Deletes {
 		d := s.onDisk(t.Key)
 		prev, had := s.indexEntry(t.Key)
-		if d.valid && !(had && !prev.Deleted && d.hash == prev.Hash) {
-			// Made again by hand after the delete: keep it.
+		if d.valid && !(had && !prev.Deleted && d.hash == prev.Hash) || d.partial && len(d.raw) > 0 {
+			// Made again by hand after the delete (or being saved): keep it.
 			fixes = append(fixes, fix{t.Key, entry{Version: t.Version, Deleted: true, DelTime: o.time}})
 			continue
 		}
@@ -74,6 +96,8 @@ func (s *Store) indexEntry(k synkfs.Key) (entry, bool) {
 // diskRecord is what a record's file holds.
 type diskRecord struct {
 	exists, valid bool
+	partial       bool   // a regular file read whole that is not a record
+	raw           []byte // its bytes, when partial
 	hash          [hashLen]byte
 	size, mtime   int64
 }
@@ -96,7 +120,61 @@ func (s *Store) onDisk(k synkfs.Key) diskRecord {
 	}
 	body, err := parseBody(data, k, s.opts.MaxRecordSize)
 	if err != nil {
-		return diskRecord{exists: true}
+		return diskRecord{exists: true, partial: true, raw: data}
 	}
 	return diskRecord{exists: true, valid: true, hash: bodyHash(body), size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+}
+
+// tornOwn reports whether raw, the bytes of a file that is not a record,
+// may be what is left of the store's own write of body after a power
+// loss: nothing, zeroes, or a prefix of the bytes it writes.
+func tornOwn(raw, body []byte) bool {
+	if len(bytes.Trim(raw, "\x00")) == 0 {
+		return true
+	}
+	data, err := merge.Pretty(body)
+	return err == nil && bytes.HasPrefix(data, raw)
+}
+
+// keepAside moves k's file into the recovery folder, as
+// .synk/recovery/<type>/<escaped id>.<time>.invalid-local.json (a counter
+// added when taken), the layout a replica uses for the same kind of copy.
+// The file is moved, not copied: a program still writing to it goes on
+// writing into the copy. A file already gone is no error.
+func (s *Store) keepAside(k synkfs.Key) error {
+	rel, err := KeyPath(k)
+	if err != nil {
+		return err
+	}
+	src, err := s.recordPath(rel)
+	if err != nil {
+		return err
+	}
+	typ, file, _ := strings.Cut(rel, "/")
+	stem := strings.TrimSuffix(file, Ext) + "." + time.Now().UTC().Format("20060102T150405") + ".invalid-local"
+	var dst string
+	for n := 1; ; n++ {
+		name := stem + Ext
+		if n > 1 {
+			name = fmt.Sprintf("%s-%d%s", stem, n, Ext)
+		}
+		if dst, err = SafePath(s.root, StateDir+"/recovery/"+typ+"/"+name); err != nil {
+			return fmt.Errorf("keep %s aside: %w", rel, err)
+		}
+		if _, err := s.fs.Lstat(dst); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+	}
+	if err := s.fs.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("keep %s aside: %w", rel, err)
+	}
+	if err := s.fs.Rename(src, dst); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("keep %s aside: %w", rel, err)
+	}
+	s.dirtyDirs[filepath.Dir(dst)] = struct{}{}
+	s.dirtyDirs[filepath.Dir(src)] = struct{}{}
+	return nil
 }
