@@ -76,6 +76,10 @@ func (s *Store) replayApply(o op) error {
 		}
 		todo.batch.Deletes = append(todo.batch.Deletes, t)
 	}
+	// What the looks above found may change before the writes: a save
+	// may start meanwhile. The guard looks at each file again right
+	// before it is replaced or removed (see lateguard.go).
+	todo.guard = true
 	if err := s.apply(todo); err != nil {
 		return err
 	}

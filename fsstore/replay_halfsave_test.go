@@ -6,9 +6,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/synkfs/synkfs"
+	"github.com/synkfs/synkfs/internal/vfs"
 	"github.com/synkfs/synkfs/merge"
 )
 
@@ -120,4 +123,73 @@ func inRecovery(t *testing.T, root string, data []byte) bool {
 		return nil
 	})
 	return found
+}
+
+// TestReplayWriteLooksAgain: a save that starts after the replay looked at
+// a file (which then still held the body the index had before the
+// journaled batch) but before the replay replaces it must not be lost: the
+// replay looks again right before the rename, as a guarded apply does.
+func TestReplayWriteLooksAgain(t *testing.T) {
+	k := synkfs.Key{Type: "note", ID: "1"}
+	dir := t.TempDir()
+	s0, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s0.Apply(context.Background(), synkfs.Batch{Version: 1, Puts: []synkfs.Record{{Key: k, Version: 1, Body: []byte(`{"a":"one"}`)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s0.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "note", "1.json")
+	before, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashAfterApply(t, dir, synkfs.Batch{Version: 2, Puts: []synkfs.Record{{Key: k, Version: 2, Body: []byte(`{"a":"two"}`)}}})
+	// The batch's write did reach the file before the crash; put the old
+	// body back, as if it had not, so that the replay writes the file.
+	if err := os.WriteFile(p, before, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
+
+	saved := []byte("{\n  \"a\": \"mine, saved during the replay\"\n}\n")
+	f := vfs.NewFault(vfs.OS)
+	var once sync.Once
+	f.FailWhen(func(op vfs.Op, name string) error {
+		// The replay's temporary file for the record: the user saves now.
+		if op == vfs.OpCreate && name == filepath.Dir(p) {
+			once.Do(func() {
+				if err := os.WriteFile(p, saved, 0o644); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		return nil
+	})
+	s, err := Open(dir, &Options{FS: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fired := false
+	once.Do(func() { fired = true })
+	if fired {
+		t.Fatal("the replay wrote no temporary file: the test does not test what it says")
+	}
+	if got, _ := os.ReadFile(p); !bytes.Equal(got, saved) {
+		t.Fatalf("the save made during the replay was replaced: file holds %q", got)
+	}
+	rep, err := s.ScanChanges()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Edited) != 1 || rep.Edited[0].Version != 2 || !merge.Equal(rep.Edited[0].Body, saved) {
+		t.Fatalf("scan after the replay: %+v, want the save as an edit of version 2", rep)
+	}
 }
