@@ -31,7 +31,7 @@ func (r *Replica) NextBatch() (client.Batch, bool) {
 		if c := a.Since.Compare(b.Since); c != 0 {
 			return c
 		}
-		return cmpKey(a.Key, b.Key)
+		return a.Key.Compare(b.Key)
 	})
 	b := client.Batch{ID: r.st.NextBatch + 1}
 	// A record's file may hold a save newer than the one staged (the
@@ -225,16 +225,6 @@ func (r *Replica) ackOnce(b client.Batch, ack *wire.Ack) error {
 		r.emit(ev)
 	}
 	return nil
-}
-
-func cmpKey(a, b synkfs.Key) int {
-	switch {
-	case a.Less(b):
-		return -1
-	case b.Less(a):
-		return 1
-	}
-	return 0
 }
 
 // refusalCodes are the server error codes that refuse a batch for what it

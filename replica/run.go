@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -217,7 +218,7 @@ func (r *Replica) Status() *Status {
 	cl := r.cl
 	r.mu.Unlock()
 	slices.SortFunc(st.Staged, func(a, b StagedInfo) int { return a.Since.Compare(b.Since) })
-	slices.SortFunc(st.Bad, func(a, b BadEntry) int { return cmpString(a.Path, b.Path) })
+	slices.SortFunc(st.Bad, func(a, b BadEntry) int { return strings.Compare(a.Path, b.Path) })
 	st.Connection = "not running"
 	if cl != nil {
 		cs := cl.State()
@@ -273,14 +274,4 @@ func (r *Replica) writeStatusNow() {
 		return
 	}
 	r.statusLast, r.statusAt = fp, updated
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
