@@ -62,7 +62,7 @@ func (s *Store) Entries(typ string) []EntryInfo {
 	}
 	x := s.st.idx
 	keys := x.sortedKeys()
-	i, _ := slices.BinarySearchFunc(keys, synkfs.Key{Type: typ}, cmpKey)
+	i, _ := slices.BinarySearchFunc(keys, synkfs.Key{Type: typ}, synkfs.Key.Compare)
 	var out []EntryInfo
 	for ; i < len(keys) && keys[i].Type == typ; i++ {
 		if e := x.m[keys[i]]; !e.Deleted {

@@ -35,17 +35,7 @@ func cmpVerKey(a, b verKey) int {
 	if c := cmp.Compare(a.version, b.version); c != 0 {
 		return c
 	}
-	if c := cmp.Compare(a.key.Type, b.key.Type); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.key.ID, b.key.ID)
-}
-
-func cmpKey(a, b synkfs.Key) int {
-	if c := cmp.Compare(a.Type, b.Type); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.ID, b.ID)
+	return a.key.Compare(b.key)
 }
 
 // index is the in-memory state of a store: every key it knows, a log of
@@ -94,7 +84,7 @@ func (x *index) set(k synkfs.Key, e entry) {
 		ne := e
 		x.m[k] = &ne
 		x.keys = append(x.keys, k)
-		if n := len(x.keys); n > 1 && cmpKey(x.keys[n-2], k) > 0 {
+		if n := len(x.keys); n > 1 && x.keys[n-2].Compare(k) > 0 {
 			x.keysSorted = false
 		}
 	}
@@ -132,7 +122,7 @@ func (x *index) get(k synkfs.Key) (entry, bool) {
 
 func (x *index) sortedKeys() []synkfs.Key {
 	if !x.keysSorted {
-		slices.SortFunc(x.keys, cmpKey)
+		slices.SortFunc(x.keys, synkfs.Key.Compare)
 		x.keys = slices.Compact(x.keys) // a key removed and set again
 		kept := x.keys[:0]
 		for _, k := range x.keys {
@@ -202,7 +192,7 @@ func (x *index) since(v uint64) []verKey {
 // <= 0).
 func (x *index) after(k synkfs.Key, limit int) []synkfs.Key {
 	keys := x.sortedKeys()
-	i, found := slices.BinarySearchFunc(keys, k, cmpKey)
+	i, found := slices.BinarySearchFunc(keys, k, synkfs.Key.Compare)
 	if found {
 		i++
 	}

@@ -169,7 +169,7 @@ func (s *Store) ScanChanges() (Report, error) {
 		rep.Deleted = append(rep.Deleted, synkfs.Tombstone{Key: k, Version: e.Version})
 	}
 	s.mu.RUnlock()
-	slices.SortFunc(rep.Deleted, func(a, b synkfs.Tombstone) int { return cmpKey(a.Key, b.Key) })
+	slices.SortFunc(rep.Deleted, func(a, b synkfs.Tombstone) int { return a.Key.Compare(b.Key) })
 	return rep, nil
 }
 

@@ -60,7 +60,7 @@ func (s *Store) ScanPaths(paths []string) (Report, error) {
 	for _, rel := range rels {
 		s.scanPath(&rep, rel)
 	}
-	slices.SortFunc(rep.Deleted, func(a, b synkfs.Tombstone) int { return cmpKey(a.Key, b.Key) })
+	slices.SortFunc(rep.Deleted, func(a, b synkfs.Tombstone) int { return a.Key.Compare(b.Key) })
 	return rep, nil
 }
 

@@ -159,7 +159,7 @@ func decodeSnapshot(data []byte) (*state, error) {
 	if err := d.done(); err != nil {
 		return nil, err
 	}
-	s.idx.keysSorted = slices.IsSortedFunc(s.idx.keys, cmpKey)
+	s.idx.keysSorted = slices.IsSortedFunc(s.idx.keys, synkfs.Key.Compare)
 	s.idx.dirty = true // the log is in key order; sorted on first use
 	return s, nil
 }
