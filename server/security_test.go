@@ -10,34 +10,16 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/synkfs/synkfs"
 	"github.com/synkfs/synkfs/auth"
+	"github.com/synkfs/synkfs/internal/syncbuf"
 	"github.com/synkfs/synkfs/server"
 	"github.com/synkfs/synkfs/wire"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // tokens makes a token file with the given tokens and returns the set and
 // each token's secret by name.
@@ -106,7 +88,7 @@ func seed(t *testing.T, st synkfs.Store, recs ...synkfs.Record) {
 // answers without echoing the secret; no secret ever reaches the logs.
 func TestAuthentication(t *testing.T) {
 	set, secrets := tokens(t, auth.Token{Name: "laptop", Role: auth.ReadWrite})
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	h := start(t, nil, &server.Options{Tokens: set, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	good := secrets["laptop"]
 	wrong := good[:len(good)-2] + "AA"

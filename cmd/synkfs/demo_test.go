@@ -1,34 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/synkfs/synkfs/internal/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe to read while a child writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestDemo runs `synkfs demo` as a newcomer would: the sample records
 // reach bob, an edit in bob reaches alice, each change is printed, and
@@ -37,7 +19,7 @@ func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "demo", dir)
 	cmd.Env = append(os.Environ(), mainEnv+"=1")
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

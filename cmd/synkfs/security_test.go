@@ -23,6 +23,7 @@ import (
 	"github.com/synkfs/synkfs/auth"
 	"github.com/synkfs/synkfs/client"
 	"github.com/synkfs/synkfs/client/memreplica"
+	"github.com/synkfs/synkfs/internal/syncbuf"
 	"github.com/synkfs/synkfs/wire"
 )
 
@@ -161,7 +162,7 @@ func TestServeTLSWithTokens(t *testing.T) {
 	}
 
 	addrFile := filepath.Join(dir, "addr")
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e := &env{ctx: ctx, stdout: logs, stderr: logs, log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
