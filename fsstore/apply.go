@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/synkfs/synkfs"
@@ -67,9 +70,9 @@ func (s *Store) Apply(ctx context.Context, b synkfs.Batch) error {
 // refused whole, before anything is written.
 //
 // After a file system error while writing the record files, the store is
-// broken: every later Apply fails, reads still work, and reopening the
-// store replays the batch. ctx is honoured until the batch is handed to
-// the journal; after that the batch completes.
+// broken: every later Apply fails, reads still work, and Recover (or
+// reopening the store) replays the batch. ctx is honoured until the batch
+// is handed to the journal; after that the batch completes.
 func (s *Store) ApplyWith(ctx context.Context, b synkfs.Batch, o ApplyOptions) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("apply batch %d: %w", b.Version, err)
@@ -107,7 +110,7 @@ func (s *Store) ApplyWith(ctx context.Context, b synkfs.Batch, o ApplyOptions) e
 		s.applyMemory(&nb, seq, now)
 		files := &synkfs.Batch{Version: nb.Version, Puts: nb.Puts, Deletes: nb.Deletes}
 		if err := s.behind.push(behindJob{seq: seq, time: now, b: files}); err != nil {
-			// Committed and readable; the files lag until a reopen.
+			// Committed and readable; the files lag until Recover or a reopen.
 			return fmt.Errorf("apply batch %d: committed, but the store is broken: %w", b.Version, err)
 		}
 		return s.afterCommit(len(data))
@@ -130,11 +133,11 @@ func (s *Store) usable() error {
 		return synkfs.ErrClosed
 	}
 	if s.broken != nil {
-		return fmt.Errorf("store failed earlier, reopen it: %w", s.broken)
+		return fmt.Errorf("store failed earlier, recover or reopen it: %w", s.broken)
 	}
 	if s.behind != nil {
 		if err := s.behind.failed(); err != nil {
-			return fmt.Errorf("store failed earlier, reopen it: %w", err)
+			return fmt.Errorf("store failed earlier, recover or reopen it: %w", err)
 		}
 	}
 	return nil
@@ -281,7 +284,7 @@ func (s *Store) writeRecordIf(r synkfs.Record, keep func(synkfs.Record) (entry, 
 		}
 		s.dirs[dir] = true
 	}
-	f, err := s.fs.CreateTemp(dir, tempPattern)
+	f, err := s.createTemp(dir)
 	if err != nil {
 		return entry{}, err
 	}
@@ -316,6 +319,21 @@ func (s *Store) writeRecordIf(r synkfs.Record, keep func(synkfs.Record) (entry, 
 		Checked: time.Now().UnixNano(),
 		Hash:    bodyHash(r.Body),
 	}, nil
+}
+
+// createTemp creates a new temporary file in dir, named by tempPattern,
+// with the mode any program's new file gets (0666 less the umask): a
+// record file is the user's file, and os.CreateTemp's 0600 would hide it
+// from the other users and tools that read the folder.
+func (s *Store) createTemp(dir string) (vfs.File, error) {
+	for range 100 {
+		name := filepath.Join(dir, strings.Replace(tempPattern, "*", strconv.FormatUint(rand.Uint64(), 36), 1))
+		f, err := s.fs.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("create a temporary file in %s: too many name collisions", dir)
 }
 
 func (s *Store) removeRecord(k synkfs.Key) error {

@@ -56,7 +56,7 @@ type behind struct {
 func newBehind(s *Store, max int) *behind {
 	w := &behind{s: s, max: max, done: make(chan struct{})}
 	w.cond = sync.NewCond(&w.mu)
-	go w.run()
+	go w.run(w.done)
 	return w
 }
 
@@ -98,17 +98,44 @@ func (w *behind) failed() error {
 }
 
 // close stops the writer once it is idle (call drain first to write
-// everything) and waits for it.
+// everything) and waits for it. It may be called more than once.
 func (w *behind) close() {
 	w.mu.Lock()
 	w.stop = true
 	w.cond.Broadcast()
+	done := w.done
 	w.mu.Unlock()
-	<-w.done
+	<-done
 }
 
-func (w *behind) run() {
-	defer close(w.done)
+// abandon stops the writer after the file it is writing, if any, and
+// waits for it; the jobs still queued stay queued and are never written
+// (a journal replay writes them). Unless the writer failed, cause becomes
+// its error, so that waiters in drain and push return instead of waiting
+// for a writer that is gone.
+func (w *behind) abandon(cause error) {
+	w.close()
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = cause
+	}
+	w.cond.Broadcast()
+	w.mu.Unlock()
+}
+
+// restart starts a new writer with nothing queued and no error, after
+// abandon. The caller must make sure nothing is pushed meanwhile.
+func (w *behind) restart() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.jobs, w.ops, w.busy, w.err, w.stop = nil, 0, false, nil, false
+	w.done = make(chan struct{})
+	w.cond.Broadcast()
+	go w.run(w.done)
+}
+
+func (w *behind) run(done chan struct{}) {
+	defer close(done)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for {
@@ -129,7 +156,7 @@ func (w *behind) run() {
 		w.ops -= len(j.b.Puts) + len(j.b.Deletes)
 		if err != nil {
 			w.err = fmt.Errorf("write records of journal entry %d: %w", j.seq, err)
-			w.s.log.Error("writing record files failed; reopen the store to replay the journal", "err", err)
+			w.s.log.Error("writing record files failed; the store is broken until Recover or a reopen replays the journal", "err", err)
 		}
 		w.cond.Broadcast()
 	}

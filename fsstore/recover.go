@@ -34,10 +34,17 @@ func (s *Store) Broken() error {
 // journal, reloads the last snapshot and replays the journal after it,
 // which finishes the files of the batch that failed half-way (a file the
 // user changed meanwhile is left alone, and the next scan reports it; see
-// Open), then checkpoints. Readers wait while it runs. If the file system
-// still fails, the store stays broken and Recover returns the error; call
-// it again later. On a store that works it does nothing. A store opened
-// with WriteBehind cannot recover in place: close and reopen it.
+// Open), then checkpoints. If the file system still fails, the store
+// stays broken and Recover returns the error; call it again later. On a
+// store that works it does nothing. Recover is safe to call concurrently
+// with every other method; Apply waits for it.
+//
+// With WriteBehind, Recover first stops the background writer, abandoning
+// the files it had not written yet (the replay writes them from the
+// journal), and starts a new writer once the store works again. Reads keep
+// working while the store is broken and while the writer stops, served
+// from memory for the records whose files are not written; they wait only
+// while the journal replays.
 //
 // After a successful Recover the store's metadata and index are what the
 // journal holds, which may include the batch whose Apply failed: a caller
@@ -45,17 +52,27 @@ func (s *Store) Broken() error {
 func (s *Store) Recover() error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
 		return fmt.Errorf("recover store %s: %w", s.root, synkfs.ErrClosed)
 	}
-	if s.broken == nil {
+	if s.broken == nil && (s.behind == nil || s.behind.failed() == nil) {
 		return nil
 	}
 	if s.behind != nil {
-		return fmt.Errorf("recover store %s: a write-behind store must be reopened", s.root)
+		// No Apply runs (applyMu), so nothing is queued meanwhile. The
+		// writer finishes the file it is writing, if any, and stops; the
+		// replay below writes whatever it left. It is stopped before s.mu
+		// is taken: it takes s.mu itself.
+		if s.broken == nil {
+			s.broken = s.behind.failed()
+		}
+		s.behind.abandon(s.broken)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	// The files written since the last checkpoint are not flushed yet;
 	// the checkpoint after the replay must flush them too.
 	s.fileMu.Lock()
@@ -90,6 +107,11 @@ func (s *Store) Recover() error {
 	s.dirtyFiles, s.dirtyDirs, s.dirs = n.dirtyFiles, n.dirtyDirs, n.dirs
 	s.fileMu.Unlock()
 	s.broken, s.pending, s.pendingBytes, s.refreshed = nil, 0, 0, false
+	if s.behind != nil {
+		// The replay wrote every file the old writer had not.
+		s.unwritten = map[synkfs.Key]unwrittenPut{}
+		s.behind.restart()
+	}
 	s.log.Info("recovered from an earlier failure", "version", s.st.version, "path", filepath.Clean(s.root))
 	return nil
 }
