@@ -55,7 +55,7 @@ func TestGuardKeepsSavesMadeDuringApply(t *testing.T) {
 	// temporary file that is to replace it is written.
 	var once, onceLate sync.Once
 	f.FailWhen(func(op vfs.Op, name string) error {
-		if op == vfs.OpCreate && name == filepath.Join(dir, "t") {
+		if op == vfs.OpCreate && isTempIn(name, filepath.Join(dir, "t")) {
 			onceLate.Do(func() { saveAsEditor(t, filepath.Join(dir, "t", "late.json"), `{"v":"late"}`) })
 		}
 		if op == vfs.OpWrite && strings.Contains(filepath.ToSlash(name), "/journal/") {
