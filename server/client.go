@@ -346,6 +346,12 @@ func (c *client) changes(m *wire.Changes) bool {
 	c.reportForbidden(m)
 	if len(m.Update)+len(m.Delete) > 0 {
 		ack, committed, err := c.s.commit(c, m)
+		if errors.Is(err, errDiskFailed) {
+			// Logged once, by storeBroken.
+			c.log.Debug("commit refused: the store is broken", "err", err)
+			c.bad(wire.CodeBusy, diskProblem(err)+", so it cannot store the batch now; it retries by itself: resend the batch later", m.Batch)
+			return true // not the client's fault
+		}
 		if err != nil {
 			c.log.Error("commit failed", "err", err)
 			c.bad(wire.CodeInternal, "the server could not store the batch; retry later", m.Batch)

@@ -131,6 +131,17 @@ func (s *Server) validateKey(k synkfs.Key) error {
 	return nil
 }
 
+// applyFailed returns err, marked with errDiskFailed when the store is
+// broken (the healer is then at work, see heal.go). The batch may or may
+// not be committed; its batch record is committed with it, so a resent
+// batch applies exactly once.
+func (s *Server) applyFailed(err error) error {
+	if cause := s.storeBroken(); cause != nil {
+		return fmt.Errorf("%w (%s): %w", errDiskFailed, diskProblem(cause), err)
+	}
+	return err
+}
+
 // op is one update or delete of a pushed batch.
 type op struct {
 	key    synkfs.Key
@@ -249,12 +260,12 @@ func (s *Server) commit(c *client, m *wire.Changes) (*wire.Ack, uint64, error) {
 		// not move, and nothing to announce.
 		b.Version = cur
 		if err := s.store.Apply(context.Background(), b); err != nil {
-			return nil, 0, fmt.Errorf("record batch %d at version %d: %w", m.Batch, cur, err)
+			return nil, 0, s.applyFailed(fmt.Errorf("record batch %d at version %d: %w", m.Batch, cur, err))
 		}
 		return &wire.Ack{Batch: m.Batch, Version: cur, Results: results}, 0, nil
 	}
 	if err := s.store.Apply(context.Background(), b); err != nil {
-		return nil, 0, fmt.Errorf("apply batch at version %d: %w", next, err)
+		return nil, 0, s.applyFailed(fmt.Errorf("apply batch at version %d: %w", next, err))
 	}
 	s.metrics.batches.Inc()
 	s.metrics.records.Add(float64(applied))

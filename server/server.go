@@ -145,11 +145,12 @@ type Server struct {
 	mu      sync.Mutex
 	clients map[*client]struct{}
 	closing bool
-	wg      sync.WaitGroup // client handlers and the compactor
+	healing bool           // a heal goroutine recovers the store (heal.go)
+	wg      sync.WaitGroup // client handlers, the compactor and the healer
 
 	ctx    context.Context // cancelled when Shutdown gives up waiting
 	cancel context.CancelFunc
-	stop   chan struct{} // closed by Shutdown: stops the compactor
+	stop   chan struct{} // closed by Shutdown: stops the compactor and the healer
 	kick   chan chan error
 
 	shutdownOnce sync.Once
@@ -182,8 +183,15 @@ func New(store synkfs.Store, opts *Options) *Server {
 // ServeHTTP serves WebSocket upgrades at "/", /healthz and /metrics.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
+// serveHealth answers 200 "ok ..." while the server can commit, and 503
+// with the reason while its store is broken (see Recoverer).
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if cause := s.storeBroken(); cause != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "unavailable: %s; commits are refused until it works again, and the server retries by itself\n", diskProblem(cause))
+		return
+	}
 	fmt.Fprintf(w, "ok version=%d epoch=%s\n", s.store.Version(), s.store.Epoch())
 }
 
@@ -261,7 +269,7 @@ func (s *Server) compactor() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			if err := s.Compact(s.ctx); err != nil {
+			if err := s.Compact(s.ctx); err != nil && s.storeBroken() == nil {
 				s.log.Error("compaction failed", "err", err)
 			}
 		}
