@@ -126,11 +126,8 @@ func (s *Store) ApplyWith(ctx context.Context, b synkfs.Batch, o ApplyOptions) e
 }
 
 func (s *Store) usable() error {
-	s.mu.RLock()
-	closed := s.closed
-	s.mu.RUnlock()
-	if closed {
-		return synkfs.ErrClosed
+	if err := s.closedErr(); err != nil {
+		return err
 	}
 	if s.broken != nil {
 		return fmt.Errorf("store failed earlier, recover or reopen it: %w", s.broken)
@@ -319,6 +316,18 @@ func (s *Store) writeRecordIf(r synkfs.Record, keep func(synkfs.Record) (entry, 
 		Checked: time.Now().UnixNano(),
 		Hash:    bodyHash(r.Body),
 	}, nil
+}
+
+// closedErr returns synkfs.ErrClosed once the store is closed. Unlike
+// usable it needs no apply lock, so scans may call it while a batch or a
+// Recover runs.
+func (s *Store) closedErr() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return synkfs.ErrClosed
+	}
+	return nil
 }
 
 // createTemp creates a new temporary file in dir, named by tempPattern,

@@ -123,7 +123,7 @@ func (s *Store) Dirty(k synkfs.Key) bool {
 // store recorded them, see racy.go).
 func (s *Store) ScanChanges() (Report, error) {
 	var rep Report
-	if err := s.usable(); errors.Is(err, synkfs.ErrClosed) {
+	if err := s.closedErr(); err != nil {
 		return rep, fmt.Errorf("scan changes: %w", err)
 	}
 	if err := s.settle(); err != nil {

@@ -23,7 +23,7 @@ import (
 // among the given paths. It changes nothing on disk.
 func (s *Store) ScanPaths(paths []string) (Report, error) {
 	var rep Report
-	if err := s.usable(); errors.Is(err, synkfs.ErrClosed) {
+	if err := s.closedErr(); err != nil {
 		return rep, fmt.Errorf("scan paths: %w", err)
 	}
 	if err := s.settle(); err != nil {
