@@ -116,6 +116,13 @@ func (p *parser) number() (value, error) {
 	}
 	sig := digits[lead : len(digits)-trail]
 	q := exp - int64(fracEnd-fracStart) + int64(trail)
+	// The bound holds for the exponent the canonical form writes too
+	// (10e1000000000 is 1e+1000000001), so that every canonical form can
+	// be read back.
+	if sci := int64(len(sig)) + q - 1; sci > maxExponent || sci < -maxExponent {
+		p.pos = start
+		return value{}, p.errorf(ErrNumberRange, "number exponent beyond ±%d", maxExponent)
+	}
 	return value{kind: kindNumber, s: formatNumber(neg, sig, q)}, nil
 }
 
