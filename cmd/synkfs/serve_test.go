@@ -31,20 +31,7 @@ type serveProc struct {
 func startServe(t *testing.T, data string) *serveProc {
 	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addr")
-	cmd := exec.Command(os.Args[0], "serve", "--listen", "127.0.0.1:0", "--addr-file", addrFile, "--data", data)
-	cmd.Env = append(os.Environ(), mainEnv+"=1", "SYNKFS_LOG_LEVEL=warn")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("synkfs serve stderr:\n%s", stderr.String())
-		}
-	})
+	cmd, stderr := startChild(t, "serve", "--listen", "127.0.0.1:0", "--addr-file", addrFile, "--data", data)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if b, err := os.ReadFile(addrFile); err == nil && bytes.HasSuffix(b, []byte("\n")) {

@@ -51,20 +51,7 @@ func deadAddr(t *testing.T) string {
 // ends.
 func startSync(t *testing.T, addr, dir string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "sync", "--server", addr, dir)
-	cmd.Env = append(os.Environ(), mainEnv+"=1", "SYNKFS_LOG_LEVEL=warn")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("synkfs sync stderr:\n%s", stderr.String())
-		}
-	})
+	cmd, _ := startChild(t, "sync", "--server", addr, dir)
 	return cmd
 }
 
