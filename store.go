@@ -96,3 +96,39 @@ type Store interface {
 	// Close releases the store. Further calls return ErrClosed.
 	Close() error
 }
+
+// View is what a committer reads while it holds a store's commit lock: the
+// store as of its latest commit, which no other writer can move until the
+// commit ends.
+type View interface {
+	Version() uint64
+	Get(k Key) (Record, error)
+	Lookup(k Key) (c Change, ok bool)
+	Meta(key string) ([]byte, bool)
+}
+
+// Committer is implemented by stores that several processes write at once
+// (many servers over one database). A server's read-check-write of a batch
+// (conflict checks, the exactly-once batch table) must then happen inside
+// the store's own transaction, not under a lock of one process.
+//
+// Commit runs fn with a View at the store's latest version, holding a lock
+// that every writer of the store takes, and applies the batch fn returns
+// in the same atomic step. The batch's Version is the view's Version()+1
+// (a new version) or the view's Version() (metadata only); Commit returns
+// ErrStaleVersion for anything else. An error from fn, or an empty batch,
+// commits nothing. fn may run more than once when the store retries a
+// transaction, so it must not have effects outside what it returns.
+type Committer interface {
+	Commit(ctx context.Context, fn func(View) (Batch, error)) error
+}
+
+// Watcher is implemented by stores that other processes also write. Watch
+// calls fn with the store's version after each batch another writer
+// commits (and once whenever it may have missed some, such as after a
+// lost database link), until ctx ends; it returns ctx's error, or an
+// error when it cannot watch at all. Calls to fn are sequential; versions
+// may be skipped and repeated, never announced before they are readable.
+type Watcher interface {
+	Watch(ctx context.Context, fn func(version uint64)) error
+}
