@@ -66,11 +66,11 @@ func encodeBatchRecord(br batchRecord) []byte {
 
 // batchRecordOf returns what is kept of the last batch applied for client
 // id (ok false if none).
-func (s *Server) batchRecordOf(id string) (br batchRecord, ok bool) {
+func (s *Server) batchRecordOf(view synkfs.View, id string) (br batchRecord, ok bool) {
 	if id == "" {
 		return br, false
 	}
-	raw, found := s.store.Meta(batchMetaKey(id))
+	raw, found := view.Meta(batchMetaKey(id))
 	if !found {
 		return br, false
 	}
@@ -83,7 +83,7 @@ func (s *Server) batchRecordOf(id string) (br batchRecord, ok bool) {
 
 // lastBatch returns the highest batch id applied for client id (0 if none).
 func (s *Server) lastBatch(id string) uint64 {
-	br, _ := s.batchRecordOf(id)
+	br, _ := s.batchRecordOf(s.store, id)
 	return br.Batch
 }
 
@@ -92,17 +92,17 @@ func (s *Server) lastBatch(id string) uint64 {
 // results, each conflict carrying the server's record as it is now. For an
 // older id (or when the results were not kept) it carries the current
 // version and no results.
-func (s *Server) duplicateAck(batch uint64, br batchRecord) *wire.Ack {
+func duplicateAck(view synkfs.View, batch uint64, br batchRecord) *wire.Ack {
 	if batch != br.Batch || br.Lost {
-		return &wire.Ack{Batch: batch, Version: s.store.Version(), Duplicate: true}
+		return &wire.Ack{Batch: batch, Version: view.Version(), Duplicate: true}
 	}
 	ack := &wire.Ack{Batch: batch, Version: br.Version, Duplicate: true}
 	for _, res := range br.Results {
 		if res.Status == wire.StatusConflict {
 			res.Current, res.Deleted, res.CurrentVersion = nil, false, 0
-			curc, known := s.store.Lookup(res.Key)
+			curc, known := view.Lookup(res.Key)
 			if known && !curc.Deleted {
-				if r, err := s.store.Get(res.Key); err == nil {
+				if r, err := view.Get(res.Key); err == nil {
 					res.Current = &r
 				}
 			}
@@ -150,6 +150,36 @@ type op struct {
 	delete bool
 }
 
+// inCommit runs fn as one commit step and applies the batch it returns
+// (nothing when it is empty or fn fails). A store shared with other
+// servers (synkfs.Committer) runs fn inside its own transaction, holding
+// the lock every writer takes; any other store is serialised by commitMu.
+// Either way the checks fn makes against view and the Apply are one step
+// with respect to every other commit. fn may run more than once.
+func (s *Server) inCommit(ctx context.Context, fn func(view synkfs.View) (synkfs.Batch, error)) error {
+	if cm, ok := s.store.(synkfs.Committer); ok {
+		return cm.Commit(ctx, fn)
+	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	b, err := fn(s.store)
+	if err != nil || b.Empty() {
+		return err
+	}
+	return s.store.Apply(ctx, b)
+}
+
+// outcome is what one run of a commit step decided; the step may run again
+// (a shared store retrying its transaction), so it is only acted on once
+// the step has committed.
+type outcome struct {
+	ack                 *wire.Ack
+	version             uint64 // the version committed, 0 when none
+	applied             int
+	conflicts, rejected int
+	results             []wire.Result
+}
+
 // commit applies the writes of m at one new store version. It returns
 // the ack owed to c (nil when c did not send a batch id under the ack
 // feature) and the version committed (0 when nothing was).
@@ -159,16 +189,44 @@ type op struct {
 // record: a live record newer than the base (a create, base 0, onto an
 // existing record included) or a tombstone newer than the base.
 func (s *Server) commit(c *client, m *wire.Changes) (*wire.Ack, uint64, error) {
+	var out outcome
+	err := s.inCommit(context.Background(), func(view synkfs.View) (synkfs.Batch, error) {
+		var b synkfs.Batch
+		out, b = s.decide(c, m, view)
+		return b, nil
+	})
+	if err != nil {
+		if out.version > 0 {
+			return nil, 0, s.applyFailed(fmt.Errorf("apply batch at version %d: %w", out.version, err))
+		}
+		return nil, 0, s.applyFailed(fmt.Errorf("record batch %d: %w", m.Batch, err))
+	}
+	if out.rejected > 0 && !c.extended {
+		c.log.Info("dropped invalid records from a legacy client", "count", out.rejected)
+	}
+	for _, r := range out.results {
+		if r.Status == wire.StatusRejected {
+			s.metrics.errors.WithLabelValues(r.Code).Inc()
+		}
+	}
+	s.metrics.conflicts.Add(float64(out.conflicts))
+	if out.version > 0 {
+		s.metrics.batches.Inc()
+		s.metrics.records.Add(float64(out.applied))
+	}
+	return out.ack, out.version, nil
+}
+
+// decide works out, against view, what m does: the batch to apply (empty
+// when nothing is to be written) and the outcome to act on once it is.
+func (s *Server) decide(c *client, m *wire.Changes, view synkfs.View) (outcome, synkfs.Batch) {
 	withAck := c.extended && c.features[wire.FeatureAck] && m.Batch > 0
 	check := c.features[wire.FeatureConflict] || s.opts.Strict
 
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
-
-	cur := s.store.Version()
+	cur := view.Version()
 	if withAck {
-		if br, ok := s.batchRecordOf(c.id); ok && m.Batch <= br.Batch {
-			return s.duplicateAck(m.Batch, br), 0, nil
+		if br, ok := s.batchRecordOf(view, c.id); ok && m.Batch <= br.Batch {
+			return outcome{ack: duplicateAck(view, m.Batch, br)}, synkfs.Batch{}
 		}
 	}
 	next := cur + 1
@@ -187,34 +245,33 @@ func (s *Server) commit(c *client, m *wire.Changes) (*wire.Ack, uint64, error) {
 	}
 
 	b := synkfs.Batch{Version: next}
-	var results []wire.Result
-	conflicts, rejected := 0, 0
+	var out outcome
 	for i, o := range ops {
 		if last[o.key] != i {
 			continue
 		}
 		if res, no := c.forbidden(o.key); no {
-			rejected++
-			results = append(results, res)
+			out.rejected++
+			out.results = append(out.results, res)
 			continue
 		}
 		if err := s.validateKey(o.key); err != nil {
-			rejected++
-			results = append(results, wire.Result{Key: o.key, Status: wire.StatusRejected, Code: wire.CodeInvalid, Message: err.Error()})
+			out.rejected++
+			out.results = append(out.results, wire.Result{Key: o.key, Status: wire.StatusRejected, Code: wire.CodeInvalid, Message: err.Error()})
 			continue
 		}
-		curc, known := s.store.Lookup(o.key)
+		curc, known := view.Lookup(o.key)
 		if check && known && o.base < curc.Version {
-			conflicts++
+			out.conflicts++
 			res := wire.Result{Key: o.key, Status: wire.StatusConflict}
 			if curc.Deleted {
 				res.Deleted, res.CurrentVersion = true, curc.Version
-			} else if r, err := s.store.Get(o.key); err == nil {
+			} else if r, err := view.Get(o.key); err == nil {
 				res.Current = &r
 			} else {
 				res.Deleted, res.CurrentVersion = true, curc.Version
 			}
-			results = append(results, res)
+			out.results = append(out.results, res)
 			if !c.extended {
 				c.log.Info("strict: dropped a stale write", "key", o.key.Path(), "base", o.base, "current", curc.Version)
 			}
@@ -229,49 +286,20 @@ func (s *Server) commit(c *client, m *wire.Changes) (*wire.Ack, uint64, error) {
 			b.Puts = append(b.Puts, synkfs.Record{Key: o.key, Version: next, Body: o.body})
 		}
 	}
-	if rejected > 0 && !c.extended {
-		c.log.Info("dropped invalid records from a legacy client", "count", rejected)
-	}
-	for _, r := range results {
-		if r.Status == wire.StatusRejected {
-			s.metrics.errors.WithLabelValues(r.Code).Inc()
-		}
-	}
-	s.metrics.conflicts.Add(float64(conflicts))
 
-	applied := len(b.Puts) + len(b.Deletes)
+	out.applied = len(b.Puts) + len(b.Deletes)
+	v := next
+	if out.applied == 0 {
+		// At most the batch record: kept at the current version, which
+		// does not move, and nothing to announce.
+		v, b.Version = cur, cur
+	} else {
+		out.version = next
+	}
 	if withAck {
-		v := next
-		if applied == 0 {
-			v = cur // only the batch record is written: the version stays
-		}
-		raw := encodeBatchRecord(batchRecord{Batch: m.Batch, Version: v, Applied: applied, Conflicts: conflicts, Rejected: rejected, Results: results})
+		raw := encodeBatchRecord(batchRecord{Batch: m.Batch, Version: v, Applied: out.applied, Conflicts: out.conflicts, Rejected: out.rejected, Results: out.results})
 		b.Meta = map[string][]byte{batchMetaKey(c.id): raw}
+		out.ack = &wire.Ack{Batch: m.Batch, Version: v, Results: out.results}
 	}
-	if b.Empty() {
-		var ack *wire.Ack
-		if withAck {
-			ack = &wire.Ack{Batch: m.Batch, Version: cur, Results: results}
-		}
-		return ack, 0, nil
-	}
-	if applied == 0 {
-		// Only the batch record: kept at the current version, which does
-		// not move, and nothing to announce.
-		b.Version = cur
-		if err := s.store.Apply(context.Background(), b); err != nil {
-			return nil, 0, s.applyFailed(fmt.Errorf("record batch %d at version %d: %w", m.Batch, cur, err))
-		}
-		return &wire.Ack{Batch: m.Batch, Version: cur, Results: results}, 0, nil
-	}
-	if err := s.store.Apply(context.Background(), b); err != nil {
-		return nil, 0, s.applyFailed(fmt.Errorf("apply batch at version %d: %w", next, err))
-	}
-	s.metrics.batches.Inc()
-	s.metrics.records.Add(float64(applied))
-	var ack *wire.Ack
-	if withAck {
-		ack = &wire.Ack{Batch: m.Batch, Version: next, Results: results}
-	}
-	return ack, next, nil
+	return out, b
 }

@@ -177,7 +177,29 @@ func New(store synkfs.Store, opts *Options) *Server {
 	s.mux.HandleFunc("/", s.serveRoot)
 	s.wg.Add(1)
 	go s.compactor()
+	if w, ok := store.(synkfs.Watcher); ok {
+		s.wg.Add(1)
+		go s.watch(w)
+	}
 	return s
+}
+
+// watch announces to this server's clients the batches that other servers
+// commit to a shared store, until Shutdown.
+func (s *Server) watch(w synkfs.Watcher) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if err := w.Watch(ctx, s.broadcast); err != nil && ctx.Err() == nil {
+		s.log.Error("cannot hear of other servers' commits: clients learn of them only when they push or reconnect", "err", err)
+	}
 }
 
 // ServeHTTP serves WebSocket upgrades at "/", /healthz and /metrics.
