@@ -205,14 +205,38 @@ func (s *Server) watch(w synkfs.Watcher) {
 // ServeHTTP serves WebSocket upgrades at "/", /healthz and /metrics.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
+// Pinger is implemented by stores that live behind a link (a database):
+// Ping reports whether the store can be reached now. /healthz answers 503
+// while it cannot, so that a load balancer sends clients to a server that
+// can commit.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// healthPingTimeout bounds the store's Ping in /healthz.
+const healthPingTimeout = 2 * time.Second
+
 // serveHealth answers 200 "ok ..." while the server can commit, and 503
-// with the reason while its store is broken (see Recoverer).
+// with the reason while its store is broken (see Recoverer) or cannot be
+// reached (see Pinger).
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if cause := s.storeBroken(); cause != nil {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, "unavailable: %s; commits are refused until it works again, and the server retries by itself\n", diskProblem(cause))
 		return
+	}
+	if p, ok := s.store.(Pinger); ok {
+		ctx, cancel := context.WithTimeout(r.Context(), healthPingTimeout)
+		err := p.Ping(ctx)
+		cancel()
+		if err != nil {
+			// The error may name hosts and users: logged, not shown.
+			s.log.Warn("health check: the store cannot be reached", "err", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, "unavailable: the store cannot be reached; commits fail until it can\n")
+			return
+		}
 	}
 	fmt.Fprintf(w, "ok version=%d epoch=%s\n", s.store.Version(), s.store.Epoch())
 }
