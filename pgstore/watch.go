@@ -12,6 +12,10 @@ import (
 	"github.com/synkfs/synkfs"
 )
 
+// WatchApplicationName is the application_name of Watch's listener
+// connections, as pg_stat_activity shows them.
+const WatchApplicationName = "synkfs watch"
+
 // Backoff bounds of Watch's reconnects.
 const (
 	watchMinBackoff = 50 * time.Millisecond
@@ -91,7 +95,12 @@ func (s *Store) Watch(ctx context.Context, fn func(version uint64)) error {
 // listen opens the listener connection, LISTENs, and announces the
 // version it reads after that.
 func (s *Store) listen(ctx context.Context, fn func(uint64)) (*pgx.Conn, error) {
-	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig)
+	cfg := s.pool.Config().ConnConfig
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["application_name"] = WatchApplicationName
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
