@@ -10,23 +10,18 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/synkfs/synkfs"
 )
 
-// lockHead begins the write transaction of the package doc: it locks the
-// head row and returns the version it holds.
-func lockHead(ctx context.Context, tx pgx.Tx) (uint64, error) {
-	var v int64
-	if err := tx.QueryRow(ctx, `SELECT version FROM synkfs_head FOR UPDATE`).Scan(&v); err != nil {
-		return 0, fmt.Errorf("lock head: %w", err)
-	}
-	return uint64(v), nil
-}
-
-// inTx runs fn in a READ COMMITTED transaction and commits it, running it
-// again (up to Options.Retries times) after a serialization failure or a
-// deadlock.
-func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+// inTx runs one write transaction of the package doc, in two round trips
+// besides fn's reads: BEGIN and the head lock are sent together, then
+// the statements fn queues are sent together with COMMIT. fn gets the
+// connection (to read through) and the version the head held when
+// locked; it queues nothing to commit nothing. After a serialization
+// failure or a deadlock the transaction runs again, fn included, up to
+// Options.Retries times.
+func (s *Store) inTx(ctx context.Context, fn func(c *pgxpool.Conn, cur uint64, q *pgx.Batch) error) error {
 	for attempt := 0; ; attempt++ {
 		err := s.txOnce(ctx, fn)
 		if err == nil || !retryable(err) || attempt >= s.opts.Retries {
@@ -40,16 +35,38 @@ func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	}
 }
 
-func (s *Store) txOnce(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	tx, err := s.pool.Begin(ctx)
+func (s *Store) txOnce(ctx context.Context, fn func(c *pgxpool.Conn, cur uint64, q *pgx.Batch) error) (err error) {
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // a no-op after Commit
-	if err := fn(tx); err != nil {
+	defer func() {
+		if conn.Conn().PgConn().TxStatus() != 'I' {
+			// Left inside the transaction by an error: roll back, or
+			// drop the connection when even that fails.
+			if _, rerr := conn.Exec(context.Background(), "ROLLBACK"); rerr != nil {
+				_ = conn.Conn().Close(context.Background())
+			}
+		}
+		conn.Release()
+	}()
+	var start pgx.Batch
+	start.Queue("BEGIN")
+	var v int64
+	start.Queue(`SELECT version FROM synkfs_head FOR UPDATE`).QueryRow(func(row pgx.Row) error { return row.Scan(&v) })
+	if err := conn.SendBatch(ctx, &start).Close(); err != nil {
+		return fmt.Errorf("lock head: %w", err)
+	}
+	var q pgx.Batch
+	if err := fn(conn, uint64(v), &q); err != nil {
 		return err
 	}
-	return tx.Commit(ctx)
+	if q.Len() == 0 {
+		_, err := conn.Exec(ctx, "ROLLBACK")
+		return err
+	}
+	q.Queue("COMMIT")
+	return conn.SendBatch(ctx, &q).Close()
 }
 
 // Apply commits b in one transaction holding the head lock. It returns
@@ -67,15 +84,12 @@ func (s *Store) Apply(ctx context.Context, b synkfs.Batch) error {
 	if err != nil {
 		return fmt.Errorf("apply batch %d: %w", b.Version, err)
 	}
-	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		cur, err := lockHead(ctx, tx)
-		if err != nil {
-			return err
-		}
+	err = s.inTx(ctx, func(_ *pgxpool.Conn, cur uint64, q *pgx.Batch) error {
 		if b.Version < cur {
 			return fmt.Errorf("onto version %d: %w", cur, synkfs.ErrStaleVersion)
 		}
-		return s.write(ctx, tx, cur, w)
+		s.queueWrite(q, cur, w)
+		return nil
 	})
 	if err != nil {
 		return s.wrap(err, "apply batch %d", b.Version)
@@ -96,12 +110,8 @@ func (s *Store) Commit(ctx context.Context, fn func(synkfs.View) (synkfs.Batch, 
 	if err := s.check("commit"); err != nil {
 		return err
 	}
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		cur, err := lockHead(ctx, tx)
-		if err != nil {
-			return err
-		}
-		v := &view{ctx: ctx, tx: tx, version: cur}
+	err := s.inTx(ctx, func(conn *pgxpool.Conn, cur uint64, q *pgx.Batch) error {
+		v := &view{ctx: ctx, q: conn, version: cur}
 		b, err := fn(v)
 		if v.err != nil {
 			return fmt.Errorf("read in commit: %w", v.err)
@@ -132,7 +142,8 @@ func (s *Store) Commit(ctx context.Context, fn func(synkfs.View) (synkfs.Batch, 
 		if err != nil {
 			return err
 		}
-		return s.write(ctx, tx, cur, w)
+		s.queueWrite(q, cur, w)
+		return nil
 	})
 	if err != nil {
 		return s.wrap(err, "commit")
@@ -269,10 +280,9 @@ WITH input AS (
 )
 UPDATE synkfs_head SET version = $8, live = live + $9 - (SELECT n FROM old)`
 
-// write sends every statement of w in one round trip, inside tx, which
+// queueWrite queues the statements that write w, in a transaction that
 // holds the head lock at version cur.
-func (s *Store) write(ctx context.Context, tx pgx.Tx, cur uint64, w *prepared) error {
-	var q pgx.Batch
+func (s *Store) queueWrite(q *pgx.Batch, cur uint64, w *prepared) {
 	if len(w.types) > 0 {
 		q.Queue(upsertSQL, w.types, w.ids, w.versions, w.deleted, w.raws, w.plain, time.Now(), w.version, w.puts)
 	} else if uint64(w.version) != cur {
@@ -288,10 +298,6 @@ func (s *Store) write(ctx context.Context, tx pgx.Tx, cur uint64, w *prepared) e
 	if len(w.types) > 0 || uint64(w.version) != cur {
 		q.Queue(`SELECT pg_notify($1, $2)`, s.opts.Channel, strconv.FormatInt(w.version, 10)+" "+s.instance)
 	}
-	if q.Len() == 0 {
-		return nil
-	}
-	return tx.SendBatch(ctx, &q).Close()
 }
 
 // Compact drops tombstones written before t and raises the floor to the
@@ -300,16 +306,13 @@ func (s *Store) Compact(ctx context.Context, before time.Time) error {
 	if err := s.check("compact"); err != nil {
 		return err
 	}
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := lockHead(ctx, tx); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `
+	err := s.inTx(ctx, func(_ *pgxpool.Conn, _ uint64, q *pgx.Batch) error {
+		q.Queue(`
 WITH d AS (
 	DELETE FROM synkfs_records WHERE deleted AND deleted_at < $1 RETURNING version
 )
 UPDATE synkfs_head SET floor = greatest(floor, coalesce((SELECT max(version) FROM d), 0))`, before)
-		return err
+		return nil
 	})
 	if err != nil {
 		return s.wrap(err, "compact")
@@ -322,7 +325,7 @@ UPDATE synkfs_head SET floor = greatest(floor, coalesce((SELECT max(version) FRO
 // Commit.
 type view struct {
 	ctx     context.Context
-	tx      pgx.Tx
+	q       querier // the connection inside the transaction
 	version uint64
 	err     error
 	known   map[synkfs.Key]lookupResult // filled by Preload
@@ -345,7 +348,7 @@ func (v *view) Get(k synkfs.Key) (synkfs.Record, error) {
 	if !validText(k.Type) || !validText(k.ID) {
 		return synkfs.Record{}, fmt.Errorf("get %s: %w", k, synkfs.ErrNotFound)
 	}
-	r, err := getRecord(v.ctx, v.tx, k)
+	r, err := getRecord(v.ctx, v.q, k)
 	if err != nil && !isNotFound(err) {
 		v.fail(err)
 	}
@@ -359,7 +362,7 @@ func (v *view) Lookup(k synkfs.Key) (synkfs.Change, bool) {
 	if r, ok := v.known[k]; ok {
 		return r.c, r.ok
 	}
-	c, ok, err := lookup(v.ctx, v.tx, k)
+	c, ok, err := lookup(v.ctx, v.q, k)
 	if err != nil {
 		v.fail(err)
 	}
@@ -370,7 +373,7 @@ func (v *view) Meta(key string) ([]byte, bool) {
 	if !validText(key) {
 		return nil, false
 	}
-	val, ok, err := meta(v.ctx, v.tx, key)
+	val, ok, err := meta(v.ctx, v.q, key)
 	if err != nil {
 		v.fail(err)
 	}
@@ -402,7 +405,7 @@ func (v *view) Preload(keys []synkfs.Key) error {
 			v.known[k] = lookupResult{}
 		}
 	}
-	rows, err := v.tx.Query(v.ctx, `SELECT r.type, r.id, r.version, r.deleted, r.deleted_at
+	rows, err := v.q.Query(v.ctx, `SELECT r.type, r.id, r.version, r.deleted, r.deleted_at
 		FROM synkfs_records r JOIN unnest($1::text[], $2::text[]) AS k(type, id) ON r.type = k.type AND r.id = k.id`, types, ids)
 	if err != nil {
 		v.fail(err)
