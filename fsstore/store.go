@@ -217,7 +217,10 @@ func (s *Store) open() error {
 	if err != nil {
 		return err
 	}
-	replayed := 0
+	// The entries are read first, then replayed: a record's file is
+	// looked at and written only for the last entry that changes it
+	// (see replayAll).
+	var ops []replayOp
 	touched := map[string]bool{}
 	err = s.j.Replay(s.st.seq, func(seq uint64, data []byte) error {
 		o, err := decodeOp(data)
@@ -230,16 +233,16 @@ func (s *Store) open() error {
 		for _, d := range o.batch.Deletes {
 			touched[EscapeName(d.Type)] = true
 		}
-		if err := s.replayApply(o); err != nil {
-			return fmt.Errorf("replay entry %d: %w", seq, err)
-		}
-		s.st.seq = seq
-		replayed++
+		ops = append(ops, replayOp{seq: seq, o: o})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	if err := s.replayAll(ops); err != nil {
+		return err
+	}
+	replayed := len(ops)
 	if replayed > 0 {
 		// Temp files can only be left in folders the unfinished batches
 		// wrote to.
