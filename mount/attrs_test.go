@@ -27,6 +27,7 @@ import (
 // what the state folder's file holds.
 func expectConsistent(t *testing.T, c *child, typ string, want ...string) {
 	t.Helper()
+	settle(t, c.mnt)
 	dir := filepath.Join(c.mnt, typ)
 	ents, err := os.ReadDir(dir)
 	mustOK(t, "readdir", err)

@@ -94,6 +94,7 @@ func (d *dirNode) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOu
 // Setattr accepts chmod, chown and utimens on folders and keeps nothing.
 func (d *dirNode) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	d.dirAttr(&out.Attr)
+	out.Ino = d.StableAttr().Ino // see fileNode.Setattr
 	return 0
 }
 
@@ -390,10 +391,16 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 			return nil, nil, 0, errno(d.srv.log, "create", err)
 		}
 	}
-	f.opens++
 	f.attr(d.srv, &out.Attr, nil)
 	in := f.newInode(ctx, d)
-	return in, &handle{f: f}, fuse.FOPEN_KEEP_CACHE, 0
+	if f.dirty {
+		// The save of what is written waits for the file to be
+		// quiet; the touch runs once the locks are released.
+		defer f.touched()
+	}
+	// No handle: the content is per file (and in no-open mode the
+	// kernel would never release one).
+	return in, nil, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 func (d *dirNode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {

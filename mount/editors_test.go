@@ -126,6 +126,7 @@ func TestRemoteChangeShowsAtOnce(t *testing.T) {
 	mustOK(t, "mkdir", syscall.Mkdir(dir, 0o755))
 	p := filepath.Join(dir, "x.json")
 	save(t, p, `{"n": 1}`)
+	settle(t, c.mnt)
 	if got := readFile(t, p); got != "{\n  \"n\": 1\n}\n" {
 		t.Fatalf("read %q", got)
 	}
@@ -201,7 +202,11 @@ func TestStaleMountRecovered(t *testing.T) {
 	mustOK(t, "mkdir", os.MkdirAll(mnt, 0o755))
 	c := startChild(t, "store", state, mnt)
 	mustOK(t, "mkdir", syscall.Mkdir(filepath.Join(mnt, "k"), 0o755))
-	save(t, filepath.Join(mnt, "k", "a.json"), `{"kept": true}`)
+	// A save is durable once fsync returns, or once the mount no longer
+	// lists it as unsaved.
+	saveSynced(t, filepath.Join(mnt, "k", "a.json"), `{"kept": true}`)
+	save(t, filepath.Join(mnt, "k", "b.json"), `{"kept": "too"}`)
+	settle(t, mnt)
 	c.kill()
 	var st syscall.Stat_t
 	if err := syscall.Stat(mnt, &st); err != syscall.ENOTCONN {
@@ -209,6 +214,7 @@ func TestStaleMountRecovered(t *testing.T) {
 	}
 	c2 := startChild(t, "store", state, mnt)
 	expectRecord(t, c2.dump(), "k/a", `{"kept":true}`)
+	expectRecord(t, c2.dump(), "k/b", `{"kept":"too"}`)
 	if got := readFile(t, filepath.Join(mnt, "k", "a.json")); !strings.Contains(got, `"kept": true`) {
 		t.Fatalf("read %q", got)
 	}

@@ -30,8 +30,10 @@ type file struct {
 	gone  bool       // unlinked or replaced: open handles keep the content
 
 	// data is the content: for a file held in the mount, the content
-	// itself; for a record, a copy loaded while the file is open, and
-	// the buffer of writes not yet saved (dirty).
+	// itself; for a record, a copy loaded by a read or a write (dropped
+	// once the file is quiet, see saver), and the buffer of writes not
+	// yet saved (dirty). The kernel tells the mount nothing of opens and
+	// closes (see the package comment), so the buffer is per file.
 	data   []byte
 	loaded bool
 	dirty  bool
@@ -39,7 +41,6 @@ type file struct {
 
 	mode  uint32
 	mtime time.Time
-	opens int
 }
 
 // fileNode is the inode of a file.
@@ -56,13 +57,9 @@ var (
 	_ fs.NodeWriter      = (*fileNode)(nil)
 	_ fs.NodeFlusher     = (*fileNode)(nil)
 	_ fs.NodeFsyncer     = (*fileNode)(nil)
-	_ fs.NodeReleaser    = (*fileNode)(nil)
 	_ fs.NodeReadlinker  = (*fileNode)(nil)
 	_ fs.NodeOnForgetter = (*fileNode)(nil)
 )
-
-// handle marks an open file; the content is per file, not per handle.
-type handle struct{ f *file }
 
 // newInode makes an inode for f in d. f.mu must be held.
 func (f *file) newInode(ctx context.Context, d *dirNode) *fs.Inode {
@@ -126,15 +123,42 @@ func (f *file) load() error {
 	return nil
 }
 
-// reload brings a record's copy up to date: reread it while the file is
-// open, drop it otherwise. f.mu must be held.
+// reload drops a record's copy: the next read gets the Backend's
+// content. f.mu must be held.
 func (f *file) reload() {
-	if f.opens > 0 {
-		if err := f.load(); err == nil {
-			return
-		}
-	}
 	f.data, f.loaded = nil, false
+}
+
+// ino returns the inode number the kernel knows f by, 0 when it has
+// forgotten f.
+func (f *file) ino() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.node == nil {
+		return 0
+	}
+	return f.node.StableAttr().Ino
+}
+
+// touched tells the saver that f was written, truncated or loaded.
+// f.mu must not be held.
+func (f *file) touched() {
+	f.srv.saver.touch(f)
+}
+
+// settle is the saver's word that f has been quiet: save what was
+// written, or drop a clean copy of a record.
+func (f *file) settle(ctx context.Context) {
+	f.mu.Lock()
+	if !f.dirty {
+		if f.rec {
+			f.data, f.loaded = nil, false
+		}
+		f.mu.Unlock()
+		return
+	}
+	f.mu.Unlock()
+	_ = f.commit(ctx) // an error is logged; the writes stay buffered
 }
 
 // detach cuts f from its name: it was unlinked or replaced.
@@ -148,8 +172,8 @@ func (f *file) detach() {
 }
 
 // commit saves a record's buffered writes as one Put. It does nothing
-// when nothing was written since the last save, so the flush at close
-// after an fsync, and the release after a flush, add no version.
+// when nothing was written since the last save, so the saver's settle
+// after an fsync adds no version.
 func (f *file) commit(ctx context.Context) syscall.Errno {
 	f.mu.Lock()
 	if !f.dirty {
@@ -226,34 +250,30 @@ func (n *fileNode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAt
 	if t, ok := in.GetMTime(); ok && (f.loaded || !f.rec) {
 		f.mtime = t
 	}
-	commitNow := truncated && f.opens == 0 // truncate(2) on a path
-	f.mu.Unlock()
-	if commitNow {
-		if e := f.commit(ctx); e != 0 {
-			return e
-		}
-	}
-	f.mu.Lock()
 	f.attr(f.srv, &out.Attr, nil)
 	f.mu.Unlock()
+	// go-fuse fills the inode number of GETATTR replies, not of SETATTR
+	// ones, and the kernel takes the number from every reply.
+	out.Ino = n.StableAttr().Ino
+	if truncated {
+		// open(O_TRUNC), truncate(2) and ftruncate(2) all arrive here,
+		// and cannot all be told apart: each is one more change to
+		// the buffer, saved with the writes that follow it.
+		f.touched()
+	}
 	return 0
 }
 
+// Open answers ENOSYS where the kernel offers "no open" mode: from then on
+// it sends no OPEN, FLUSH or RELEASE for any file of the mount, and a
+// warm open+read+close costs no round trip at all (see the package
+// comment). An older kernel gets an open without a handle: the content
+// is per file, and saves never wait for a close.
 func (n *fileNode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	f := n.f
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	// A record's content is read at the first Read or Write that needs
-	// it: an open served from the kernel's page cache costs no read.
-	if flags&syscall.O_TRUNC != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY {
-		f.data, f.dirty, f.mtime = []byte{}, true, time.Now()
+	if n.f.srv.noOpen {
+		return nil, 0, syscall.ENOSYS
 	}
-	f.opens++
-	ff := uint32(fuse.FOPEN_KEEP_CACHE)
-	if flags&syscall.O_ACCMODE == syscall.O_RDONLY {
-		ff |= fuse.FOPEN_NOFLUSH // nothing to save on close: spare the round trip
-	}
-	return &handle{f: f}, ff, 0
+	return nil, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
 
 func (n *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -264,6 +284,7 @@ func (n *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off 
 		if err := f.load(); err != nil {
 			return nil, errno(f.srv.log, "read", err)
 		}
+		defer f.touched() // after the unlock: drop the copy once quiet
 	}
 	if off >= int64(len(f.data)) {
 		return fuse.ReadResultData(nil), 0
@@ -274,6 +295,7 @@ func (n *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off 
 
 func (n *fileNode) Write(ctx context.Context, fh fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	f := n.f
+	defer f.touched() // deferred first: runs after the unlock
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.rec && !f.loaded {
@@ -289,25 +311,16 @@ func (n *fileNode) Write(ctx context.Context, fh fs.FileHandle, data []byte, off
 	return uint32(len(data)), 0
 }
 
+// Flush answers ENOSYS: the kernel then never sends FLUSH again, and a
+// close costs no round trip. Saves do not wait for closes (see saver).
 func (n *fileNode) Flush(ctx context.Context, fh fs.FileHandle) syscall.Errno {
-	return n.f.commit(ctx)
+	return syscall.ENOSYS
 }
 
+// Fsync saves at once: an editor's fsync makes its save durable before
+// the call returns.
 func (n *fileNode) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscall.Errno {
 	return n.f.commit(ctx)
-}
-
-func (n *fileNode) Release(ctx context.Context, fh fs.FileHandle) syscall.Errno {
-	e := n.f.commit(ctx)
-	f := n.f
-	f.mu.Lock()
-	f.opens--
-	if f.opens <= 0 && f.rec && !f.dirty {
-		f.opens = 0
-		f.data, f.loaded = nil, false
-	}
-	f.mu.Unlock()
-	return e
 }
 
 func (n *fileNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {

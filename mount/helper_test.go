@@ -33,7 +33,11 @@ const (
 	childMountEnv = "SYNKFS_MOUNT_POINT"
 	childGraceEnv = "SYNKFS_MOUNT_GRACE"
 	childSyncEnv  = "SYNKFS_MOUNT_SYNC"
+	childSaveEnv  = "SYNKFS_MOUNT_SAVE_DELAY" // Options.SaveDelay; tests default to testSaveDelay
 )
+
+// testSaveDelay keeps the tests quick; the default is longer.
+const testSaveDelay = 100 * time.Millisecond
 
 func TestMain(m *testing.M) {
 	switch kind := os.Getenv(childEnv); kind {
@@ -58,6 +62,8 @@ type dump struct {
 	// Puts and Deletes count the mount's calls of the Backend.
 	Puts    int `json:"puts"`
 	Deletes int `json:"deletes"`
+	// Unsaved is the mount's list of files written and not saved yet.
+	Unsaved []string `json:"unsaved"`
 }
 
 // counting passes every call to the real StoreBackend and counts the
@@ -125,7 +131,11 @@ func runChild(kind string) int {
 	if g := os.Getenv(childGraceEnv); g != "" {
 		grace, _ = time.ParseDuration(g)
 	}
-	srv, err := mount.Mount(mnt, b, &mount.Options{DeleteGrace: grace, Matcher: st.Matcher(), Debug: os.Getenv("SYNKFS_MOUNT_DEBUG") != ""})
+	delay := testSaveDelay
+	if d := os.Getenv(childSaveEnv); d != "" {
+		delay, _ = time.ParseDuration(d)
+	}
+	srv, err := mount.Mount(mnt, b, &mount.Options{DeleteGrace: grace, SaveDelay: delay, Matcher: st.Matcher(), Debug: os.Getenv("SYNKFS_MOUNT_DEBUG") != ""})
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
@@ -158,8 +168,13 @@ func runChild(kind string) int {
 		}
 		cmd, arg, _ := strings.Cut(line, " ")
 		switch cmd {
-		case "dump":
-			d := dump{Version: st.Version(), Records: map[string]dumpRecord{}}
+		case "dump", "dumpnow":
+			// dump first waits (up to 5s) for the saves the mount
+			// holds: a test's writes are saved once they are quiet.
+			for end := time.Now().Add(5 * time.Second); cmd == "dump" && len(srv.Unsaved()) > 0 && time.Now().Before(end); {
+				time.Sleep(5 * time.Millisecond)
+			}
+			d := dump{Version: st.Version(), Records: map[string]dumpRecord{}, Unsaved: srv.Unsaved()}
 			recs, err := st.Scan(synkfs.Key{}, 0)
 			if err != nil {
 				// A bad entry makes Scan fail; list record by record.
@@ -341,10 +356,23 @@ func (c *child) call(line string, v any) {
 	}
 }
 
+// dump returns the store's content once the mount saved what it holds
+// (failing if it holds some still after 5s).
 func (c *child) dump() dump {
 	c.t.Helper()
 	var d dump
 	c.call("dump", &d)
+	if len(d.Unsaved) > 0 {
+		c.t.Fatalf("the mount still holds unsaved writes to %v", d.Unsaved)
+	}
+	return d
+}
+
+// dumpNow returns the store's content at once, saved or not.
+func (c *child) dumpNow() dump {
+	c.t.Helper()
+	var d dump
+	c.call("dumpnow", &d)
 	return d
 }
 

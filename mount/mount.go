@@ -10,9 +10,28 @@
 // mount invalidates exactly the entries that change, when it changes them
 // itself and when the Backend reports a change made elsewhere.
 //
-// Writes to a record file are buffered per file and become one Put when
-// the file is flushed (each close), fsync'ed or released, and only if it
-// was written since the last Put: one save, one new version.
+// # When a save happens
+//
+// The mount runs the kernel's "no open" mode: it answers the first OPEN and
+// FLUSH with ENOSYS, and from then on the kernel sends no OPEN, FLUSH or
+// RELEASE for any file of the mount. An open+read+close of a file whose
+// pages the kernel holds then costs no round trip to the mount at all, but
+// the mount no longer hears of opens and closes.
+//
+// So writes to a record file are buffered per file (whichever process wrote
+// them) and become one Put, one new version, at the first of:
+//   - the file is fsync'ed (at once, before fsync returns: vim and emacs
+//     fsync their saves);
+//   - no write or truncation reached it for Options.SaveDelay and no process
+//     holds it open for writing (as /proc shows; a writer the mount cannot
+//     see, in another PID namespace, gets the delay alone);
+//   - the mount is unmounted.
+//
+// Nothing is saved when nothing was written since the last Put. A save
+// by rename (VS Code, sed -i) is one Put at the rename. Until the
+// Put, reads see the buffered content, .synk/status.json lists the file
+// under "unsaved", and the change is in memory only: kill -9 of the mount
+// process loses it.
 //
 // Every other name (editors' swap, backup, lock and temporary files:
 // anything that is not <type>/<id>.json, names starting with '.', vim's
@@ -40,6 +59,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -55,6 +75,7 @@ import (
 const (
 	DefaultTimeout     = time.Minute
 	DefaultDeleteGrace = 3 * time.Second
+	DefaultSaveDelay   = 300 * time.Millisecond
 )
 
 // ErrNoFUSE is wrapped by Mount's error when FUSE cannot be used here.
@@ -73,6 +94,11 @@ type Options struct {
 	// that is not a record waits for the name to be saved again (see the
 	// package comment). 0 means DefaultDeleteGrace.
 	DeleteGrace time.Duration
+	// SaveDelay is how long a written record file must be quiet (no
+	// write, no truncation, not open for writing) before its writes are
+	// saved as one Put (see the package comment). 0 means
+	// DefaultSaveDelay.
+	SaveDelay time.Duration
 	// Matcher holds the ignore rules deciding which names are records
 	// (typically the store's .synkignore); nil means the built-in rules.
 	Matcher *fsstore.Matcher
@@ -97,6 +123,9 @@ func (o *Options) withDefaults() Options {
 	if opts.DeleteGrace <= 0 {
 		opts.DeleteGrace = DefaultDeleteGrace
 	}
+	if opts.SaveDelay <= 0 {
+		opts.SaveDelay = DefaultSaveDelay
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -108,10 +137,13 @@ type Server struct {
 	b          Backend
 	opts       Options
 	log        *slog.Logger
-	mountpoint string
+	mountpoint string // absolute, symlinks resolved
 	root       *dirNode
 	fuse       *fuse.Server
 	started    time.Time
+	saver      *saver
+	// noOpen: the kernel offers "no open" mode, and OPEN answers ENOSYS.
+	noOpen bool
 
 	// nsMu serialises the operations that change names (create, unlink,
 	// rename, mkdir, rmdir, symlink, delayed deletes). Lock order:
@@ -155,12 +187,20 @@ func Mount(mountpoint string, b Backend, opts *Options) (*Server, error) {
 	} else if stale {
 		o.Logger.Warn("detached a stale mount left by a process that died", "mountpoint", mountpoint)
 	}
+	abs, err := filepath.Abs(mountpoint)
+	if err == nil {
+		abs, err = filepath.EvalSymlinks(abs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
+	}
 	s := &Server{
-		b: b, opts: o, log: o.Logger, mountpoint: mountpoint, started: time.Now(),
+		b: b, opts: o, log: o.Logger, mountpoint: abs, started: time.Now(),
 		keys: map[synkfs.Key]struct{}{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	s.root = &dirNode{srv: s, locals: map[string]*file{}, hidden: map[string]*time.Timer{}}
+	s.saver = newSaver(s, o.SaveDelay)
 	fo := &fs.Options{
 		MountOptions: fuse.MountOptions{
 			FsName:        "synkfs",
@@ -181,9 +221,11 @@ func Mount(mountpoint string, b Backend, opts *Options) (*Server, error) {
 		return nil, fmt.Errorf("mount %s: %w", mountpoint, err)
 	}
 	s.fuse = srv
+	s.noOpen = srv.KernelSettings().Flags64()&fuse.CAP_NO_OPEN_SUPPORT != 0
 	s.served = make(chan struct{})
 	go func() { srv.Wait(); close(s.served) }()
 	go s.notifier()
+	go s.saver.run()
 	s.stopWatch = b.Watch(s.changed)
 	return s, nil
 }
@@ -195,14 +237,15 @@ func (s *Server) Mountpoint() string { return s.mountpoint }
 // someone running umount).
 func (s *Server) Wait() { <-s.served }
 
-// Unmount applies the delayed deletes, unmounts and stops the server's
-// goroutines. Files still open make the unmount fail with EBUSY at first;
+// Unmount applies the delayed deletes, saves every written file, unmounts
+// and stops the server's goroutines. Files still open make the unmount fail with EBUSY at first;
 // it retries for a few seconds, then detaches the mount lazily. It is
 // safe to call more than once.
 func (s *Server) Unmount() error {
 	s.closeOnce.Do(func() {
 		s.stopWatch()
 		s.flushHidden()
+		s.saver.settle(true)
 		var err error
 		for i := 0; i < 20 && !s.unmounted(); i++ {
 			if err = s.fuse.Unmount(); err == nil {
@@ -216,6 +259,9 @@ func (s *Server) Unmount() error {
 		} else {
 			err = nil
 		}
+		// Writes that came before the kernel let go are saved too.
+		s.saver.close()
+		s.saver.settle(true)
 		close(s.stop)
 		<-s.done
 		if err != nil {
@@ -346,10 +392,8 @@ func (s *Server) invalidate(k synkfs.Key) {
 	if f.rec && f.key == k && !f.dirty {
 		if gone {
 			f.gone, f.rec = true, false
-		} else if f.opens > 0 {
-			f.reload()
 		} else {
-			f.data, f.loaded = nil, false
+			f.reload()
 		}
 	}
 	f.mu.Unlock()

@@ -52,6 +52,44 @@ func save(t *testing.T, path, content string) {
 	closeFD(t, fd)
 }
 
+// saveSynced is save with an fsync before the close: the save is in the
+// store when fsync returns.
+func saveSynced(t *testing.T, path, content string) {
+	t.Helper()
+	fd := open(t, path, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_TRUNC, 0o644)
+	write(t, fd, content)
+	mustOK(t, "fsync", syscall.Fsync(fd))
+	closeFD(t, fd)
+}
+
+// unsaved reads the list of files the mount holds unsaved from
+// .synk/status.json.
+func unsaved(t *testing.T, mnt string) []string {
+	t.Helper()
+	var st struct {
+		Unsaved []string `json:"unsaved"`
+	}
+	mustOK(t, "decode status.json", json.Unmarshal([]byte(readFile(t, filepath.Join(mnt, ".synk", "status.json"))), &st))
+	return st.Unsaved
+}
+
+// settle waits until the mount has saved every write made through it, as
+// .synk/status.json tells; writes are saved once they are quiet.
+func settle(t *testing.T, mnt string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		u := unsaved(t, mnt)
+		if len(u) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the mount still holds unsaved writes to %v after 5s", u)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func readFile(t *testing.T, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -176,8 +214,11 @@ func TestMountOperations(t *testing.T) {
 		for _, part := range []string{`{"title":`, ` "second",`, ` "n": 2}`, "\n"} {
 			write(t, fd, part)
 		}
-		if d := c.dump(); d.Version != before.Version {
-			t.Fatalf("a write reached the store before the file was closed")
+		// Quiet for longer than the save delay, but still open for
+		// writing: nothing is saved yet.
+		time.Sleep(3 * testSaveDelay)
+		if d := c.dumpNow(); d.Version != before.Version || !slices.Equal(d.Unsaved, []string{"notes/a.json"}) {
+			t.Fatalf("a write reached the store before the file was closed (version %d -> %d, unsaved %v)", before.Version, d.Version, d.Unsaved)
 		}
 		closeFD(t, fd)
 		after := c.dump()
@@ -301,8 +342,17 @@ func TestMountOperations(t *testing.T) {
 		if got := readFile(t, filepath.Join(m, ".synk", "conflicts.json")); got != "[]\n" {
 			t.Fatalf("conflicts.json: %q", got)
 		}
-		if _, err := syscall.Open(filepath.Join(m, ".synk", "status.json"), syscall.O_WRONLY, 0); err == nil {
-			t.Fatal("status.json opened for writing")
+		// The kernel opens files without asking the mount (no-open
+		// mode), so an open for writing succeeds; nothing written or
+		// truncated gets through.
+		if fd, err := syscall.Open(filepath.Join(m, ".synk", "status.json"), syscall.O_WRONLY, 0); err == nil {
+			if _, err := syscall.Write(fd, []byte("{}")); err != syscall.EROFS {
+				t.Errorf("write to status.json: %v, want EROFS", err)
+			}
+			closeFD(t, fd)
+		}
+		if err := syscall.Truncate(filepath.Join(m, ".synk", "status.json"), 0); err != syscall.EROFS {
+			t.Errorf("truncate status.json: %v, want EROFS", err)
 		}
 		if _, err := syscall.Open(filepath.Join(m, ".synk", "x"), syscall.O_WRONLY|syscall.O_CREAT, 0o644); err == nil {
 			t.Fatal("created a file in .synk")

@@ -129,11 +129,16 @@ func TestSyncedMountEndToEnd(t *testing.T) {
 	dead.Close()
 	alice = startChild(t, "replica", state, mnt, childServerEnv+"="+deadURL)
 	save(t, filepath.Join(mnt, "notes", "offline.json"), `{"written": "offline"}`)
+	saveSynced(t, filepath.Join(mnt, "notes", "fsynced.json"), `{"written": "offline", "fsync": true}`)
+	settle(t, mnt)
 	alice.kill()
 	// Back online: the staged save goes out.
 	alice = startChild(t, "replica", state, mnt, childServerEnv+"="+url)
 	eventually(t, "the offline save in bob's folder", func() bool {
 		return canonical(filepath.Join(bob, "notes", "offline.json")) == `{"written":"offline"}`
+	})
+	eventually(t, "the fsync'ed offline save in bob's folder", func() bool {
+		return canonical(filepath.Join(bob, "notes", "fsynced.json")) == `{"fsync":true,"written":"offline"}`
 	})
 }
 
