@@ -147,6 +147,9 @@ type Store struct {
 	mu     sync.Mutex // orders Watch's wg.Add before Close's wg.Wait
 	closed atomic.Bool
 	wg     sync.WaitGroup // running Watch calls
+
+	// The head as last read, returned when the database cannot be read.
+	lastVersion, lastFloor, lastLive atomic.Uint64
 }
 
 var (
@@ -229,36 +232,51 @@ func (s *Store) wrap(err error, format string, args ...any) error {
 // Epoch returns the random id the database was made with.
 func (s *Store) Epoch() string { return s.epoch }
 
-// head reads the head row without locking it.
-func (s *Store) head() (version, floor, live uint64, err error) {
-	if err := s.check("read head"); err != nil {
-		return 0, 0, 0, err
+// head reads the head row without locking it. When the database cannot
+// be read it returns the values last read, which the caller may already
+// have seen: a version never appears to go back.
+func (s *Store) head() (version, floor, live uint64) {
+	if s.check("read head") == nil {
+		var v, f, l int64
+		if err := s.pool.QueryRow(s.ctx, `SELECT version, floor, live FROM synkfs_head`).Scan(&v, &f, &l); err == nil {
+			storeMax(&s.lastVersion, uint64(v))
+			storeMax(&s.lastFloor, uint64(f))
+			s.lastLive.Store(uint64(l))
+		}
 	}
-	var v, f, l int64
-	err = s.pool.QueryRow(s.ctx, `SELECT version, floor, live FROM synkfs_head`).Scan(&v, &f, &l)
-	return uint64(v), uint64(f), uint64(l), err
+	return s.lastVersion.Load(), s.lastFloor.Load(), s.lastLive.Load()
+}
+
+// storeMax raises a to v if v is higher.
+func storeMax(a *atomic.Uint64, v uint64) {
+	for {
+		old := a.Load()
+		if v <= old || a.CompareAndSwap(old, v) {
+			return
+		}
+	}
 }
 
 // Version reads the version of the last committed batch from the
 // database, so it is never behind a version the caller has observed
-// elsewhere (a notification, another instance). It returns 0 when the
-// database cannot be read.
+// elsewhere (a notification, another instance). When the database cannot
+// be read (or the store is closed) it returns the version last read.
 func (s *Store) Version() uint64 {
-	v, _, _, _ := s.head()
+	v, _, _ := s.head()
 	return v
 }
 
-// Floor reads the highest version of a dropped tombstone; 0 when the
-// database cannot be read.
+// Floor reads the highest version of a dropped tombstone (the value last
+// read when the database cannot be read).
 func (s *Store) Floor() uint64 {
-	_, f, _, _ := s.head()
+	_, f, _ := s.head()
 	return f
 }
 
 // Count reads the number of live records, kept in the head row by every
-// write; 0 when the database cannot be read.
+// write (the value last read when the database cannot be read).
 func (s *Store) Count() int {
-	_, _, l, _ := s.head()
+	_, _, l := s.head()
 	return int(l)
 }
 

@@ -125,14 +125,30 @@ func (s *Store) receive(ctx context.Context, conn *pgx.Conn, fn func(uint64)) er
 		if err != nil {
 			return err
 		}
-		ver, from, _ := strings.Cut(n.Payload, " ")
-		if from == s.instance {
-			continue
-		}
-		v, err := strconv.ParseUint(ver, 10, 64)
-		if err != nil {
-			continue // not ours: someone else notified on the channel
+		v, from, ok := parseNotice(n.Payload)
+		if !ok || from == s.instance {
+			continue // our own commit, or not a commit notice
 		}
 		fn(v)
 	}
+}
+
+// notice is the payload of a commit's notification: its version and the
+// instance tag of the Store that committed it.
+func notice(version uint64, instance string) string {
+	return strconv.FormatUint(version, 10) + " " + instance
+}
+
+// parseNotice reads a payload made by notice; ok is false for anything
+// else sent on the channel.
+func parseNotice(payload string) (version uint64, instance string, ok bool) {
+	ver, instance, found := strings.Cut(payload, " ")
+	if !found || instance == "" {
+		return 0, "", false
+	}
+	v, err := strconv.ParseUint(ver, 10, 64)
+	if err != nil || strconv.FormatUint(v, 10) != ver {
+		return 0, "", false
+	}
+	return v, instance, true
 }

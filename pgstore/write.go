@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -296,7 +295,7 @@ func (s *Store) queueWrite(q *pgx.Batch, cur uint64, w *prepared) {
 		q.Queue(`DELETE FROM synkfs_meta WHERE key = ANY($1::text[])`, w.metaDrops)
 	}
 	if len(w.types) > 0 || uint64(w.version) != cur {
-		q.Queue(`SELECT pg_notify($1, $2)`, s.opts.Channel, strconv.FormatInt(w.version, 10)+" "+s.instance)
+		q.Queue(`SELECT pg_notify($1, $2)`, s.opts.Channel, notice(uint64(w.version), s.instance))
 	}
 }
 
