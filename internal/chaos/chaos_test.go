@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -41,29 +44,53 @@ var regressionSeeds = []struct {
 	seed  uint64
 	found string
 }{
-	{833845, "a duplicated hello quarantined the batch in flight; the quarantined change was then overwritten"},
-	{369261, "the same"},
+	{833845, "a duplicated hello quarantined the batch in flight; the quarantined change was then overwritten; " +
+		"and a journal replay after SIGKILL brought back a file removed while down and replaced a save made meanwhile"},
+	{369261, "a duplicated hello quarantined the batch in flight"},
 }
 
-// TestChaos runs short schedules: a few random seeds plus every
-// regression seed. -seed N runs only seed N.
-func TestChaos(t *testing.T) {
-	if *seedFlag == 0 && os.Getenv("SYNKFS_CHAOS") != "1" {
-		// Open findings (docs/RELIABILITY.md, "Open findings") still fail
-		// some random schedules; until they are fixed the short run is
-		// opt-in so that go test ./... stays meaningful for everyone else.
-		t.Skip("short chaos run is opt-in until the open findings in docs/RELIABILITY.md are fixed: SYNKFS_CHAOS=1 or -seed N")
+// shortSteps is the length of each schedule of the short run; with the
+// regression seeds and one random seed it takes about 15 s under -race
+// on two cores. SYNKFS_CHAOS_STEPS and SYNKFS_CHAOS_SEEDS make it longer
+// (more steps per schedule, more random seeds).
+const shortSteps = 150
+
+// envInt returns the positive integer in the environment variable name,
+// or def.
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
-	seeds := []uint64{uint64(time.Now().UnixNano() % 1_000_000)}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}
+
+// TestChaos is the short run, part of go test ./...: every regression
+// seed plus random ones, each a short schedule with every kind of fault.
+// -seed N runs only seed N.
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the chaos run takes about 15 s; skipped with -short")
+	}
+	steps := envInt(t, "SYNKFS_CHAOS_STEPS", shortSteps)
+	var seeds []uint64
 	for _, r := range regressionSeeds {
 		seeds = append(seeds, r.seed)
+	}
+	base := uint64(time.Now().UnixNano() % 1_000_000)
+	for i := range envInt(t, "SYNKFS_CHAOS_SEEDS", 1) {
+		seeds = append(seeds, base+uint64(i)*7919)
 	}
 	if *seedFlag != 0 {
 		seeds = []uint64{*seedFlag}
 	}
 	for _, seed := range seeds {
 		cmd, env := selfCommand()
-		runSeed(t, Config{Seed: seed, Ops: 150, Replicas: 3, Procs: 1, Command: cmd, Env: env, FaultRate: 0.12, SlowSaves: true})
+		runSeed(t, Config{Seed: seed, Ops: steps, Replicas: 3, Procs: 1, Command: cmd, Env: env, FaultRate: 0.12, SlowSaves: true})
 	}
 }
 
@@ -86,7 +113,16 @@ func runSeed(t *testing.T, cfg Config) *Report {
 	}
 	t.Logf("seed %d (%s server):\n%s", cfg.Seed, rep.Server, rep.Summary())
 	if err := rep.Err(); err != nil {
-		t.Errorf("%v\nrerun with: go test ./internal/chaos -run 'TestChaos$' -seed %d -v", err, cfg.Seed)
+		rerun := fmt.Sprintf("go test ./internal/chaos -run 'TestChaos$' -seed %d -v", cfg.Seed)
+		switch {
+		case strings.HasPrefix(t.Name(), "TestChaosLong"):
+			rerun = fmt.Sprintf("go test ./internal/chaos -run TestChaosLong -long -ops %d -runs 1 -seed %d -v", cfg.Ops, cfg.Seed)
+		case strings.HasPrefix(t.Name(), "TestChaosFaults"):
+			rerun = fmt.Sprintf("go test ./internal/chaos -run 'TestChaosFaults/%s$' -seed %d -v", strings.Join(cfg.Faults, ","), cfg.Seed)
+		case cfg.Ops != shortSteps:
+			rerun = fmt.Sprintf("SYNKFS_CHAOS_STEPS=%d %s", cfg.Ops, rerun)
+		}
+		t.Errorf("%v\nrerun with: %s\n(add -keep -schedule /tmp/chaos.txt to keep the folders and write the steps and replica logs)", err, rerun)
 	}
 	return rep
 }

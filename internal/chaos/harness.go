@@ -298,7 +298,7 @@ type cluster struct {
 // trace notes a step of the schedule, for failure reports.
 func (c *cluster) trace(format string, args ...any) {
 	c.traceMu.Lock()
-	c.traces = append(c.traces, fmt.Sprintf("%4d ", c.step)+fmt.Sprintf(format, args...))
+	c.traces = append(c.traces, fmt.Sprintf("%4d %s ", c.step, time.Now().Format("15:04:05.000000"))+fmt.Sprintf(format, args...))
 	c.traceMu.Unlock()
 }
 
