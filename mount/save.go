@@ -70,7 +70,9 @@ func (sv *saver) run() {
 		sv.mu.Unlock()
 		wait := time.Hour
 		if !next.IsZero() {
-			wait = max(time.Until(next.Add(sv.delay)), 0)
+			// A little slack lets the files of a burst settle in one
+			// pass, with one look at /proc.
+			wait = max(time.Until(next.Add(sv.delay+sv.delay/8)), 0)
 		}
 		timer.Reset(wait)
 		select {
@@ -219,7 +221,8 @@ func openForWrite(mountpoint string, inos map[uint64]bool) map[uint64]bool {
 }
 
 // parseFdinfo reads the open flags (octal) and the inode number from the
-// text of /proc/PID/fdinfo/FD.
+// text of /proc/PID/fdinfo/FD; ok is false, and the numbers 0, unless both
+// are there and well-formed.
 func parseFdinfo(info []byte) (flags int, ino uint64, ok bool) {
 	var haveFlags, haveIno bool
 	for line := range bytes.Lines(info) {
@@ -243,7 +246,10 @@ func parseFdinfo(info []byte) (flags int, ino uint64, ok bool) {
 			ino, haveIno = n, true
 		}
 	}
-	return flags, ino, haveFlags && haveIno
+	if !haveFlags || !haveIno {
+		return 0, 0, false
+	}
+	return flags, ino, true
 }
 
 // Unsaved returns the paths (type/name, as in the mount) of the record
