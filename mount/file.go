@@ -333,11 +333,18 @@ func (n *fileNode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	return bytes.Clone(f.link), 0
 }
 
+// OnForget: the kernel dropped the inode. Writes still buffered are saved
+// at once: nothing holds the file open, and a lookup of the name would
+// otherwise make a new inode that does not see them.
 func (n *fileNode) OnForget() {
 	f := n.f
 	f.mu.Lock()
 	if f.node == n {
 		f.node = nil
 	}
+	pending := f.rec && f.dirty
 	f.mu.Unlock()
+	if pending {
+		f.srv.saver.expedite(f)
+	}
 }

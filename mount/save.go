@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/synkfs/synkfs/fsstore"
 )
 
 // saver saves written record files once they are quiet, and drops the
@@ -54,6 +56,21 @@ func (sv *saver) touch(f *file) {
 	}
 }
 
+// expedite makes f due at once: the kernel forgot its inode, so no
+// process has it open, and a later lookup of its name would not find the
+// buffered writes.
+func (sv *saver) expedite(f *file) {
+	sv.mu.Lock()
+	if _, ok := sv.last[f]; ok {
+		sv.last[f] = time.Time{} // long before any delay
+	}
+	sv.mu.Unlock()
+	select {
+	case sv.wake <- struct{}{}:
+	default:
+	}
+}
+
 // run settles files as they become quiet until stop is closed.
 func (sv *saver) run() {
 	defer close(sv.done)
@@ -62,14 +79,15 @@ func (sv *saver) run() {
 	for {
 		sv.mu.Lock()
 		var next time.Time
+		have := false
 		for _, t := range sv.last {
-			if next.IsZero() || t.Before(next) {
-				next = t
+			if !have || t.Before(next) {
+				next, have = t, true
 			}
 		}
 		sv.mu.Unlock()
 		wait := time.Hour
-		if !next.IsZero() {
+		if have {
 			// A little slack lets the files of a burst settle in one
 			// pass, with one look at /proc.
 			wait = max(time.Until(next.Add(sv.delay+sv.delay/8)), 0)
@@ -165,7 +183,7 @@ func (sv *saver) unsaved() []string {
 	for _, f := range files {
 		f.mu.Lock()
 		if f.rec && f.dirty {
-			out = append(out, f.dir.typ+"/"+f.name)
+			out = append(out, fsstore.EscapeName(f.dir.typ)+"/"+f.name)
 		}
 		f.mu.Unlock()
 	}

@@ -149,3 +149,38 @@ func TestTruncateThenAppendOneVersion(t *testing.T) {
 	oneSave(t, before, after)
 	expectRecord(t, after, "docs/t", `{"v":1}`)
 }
+
+// When the kernel drops the inode of a file with writes not saved yet (as
+// under memory pressure), the mount saves them at once: a later lookup of
+// the name must find them.
+func TestForgottenInodeSaved(t *testing.T) {
+	c := newMount(t, childSaveEnv+"=1h")
+	docs := filepath.Join(c.mnt, "docs")
+	mustOK(t, "mkdir", syscall.Mkdir(docs, 0o755))
+	p := filepath.Join(docs, "f.json")
+	save(t, p, `{"v": 1}`)
+	before := c.dumpNow()
+	if !slices.Equal(before.Unsaved, []string{"docs/f.json"}) {
+		t.Fatalf("unsaved %v, want docs/f.json", before.Unsaved)
+	}
+	syscall.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0o200); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("cannot drop caches: %v", err)
+		}
+		t.Skipf("cannot drop caches: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for d := c.dumpNow(); len(d.Unsaved) > 0; d = c.dumpNow() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still unsaved 5s after the kernel dropped its inodes: %v", d.Unsaved)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	after := c.dumpNow()
+	oneSave(t, before, after)
+	expectRecord(t, after, "docs/f", `{"v":1}`)
+	if got := readFile(t, p); got != "{\n  \"v\": 1\n}\n" {
+		t.Fatalf("read after the save %q", got)
+	}
+}

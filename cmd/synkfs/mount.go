@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/synkfs/synkfs/client"
 	"github.com/synkfs/synkfs/fsstore"
@@ -19,10 +20,11 @@ import (
 // file system. With --server, the same sync engine as `synkfs sync` keeps
 // the state folder in sync, and the mount saves into it.
 type mountCmd struct {
-	Server     string `help:"URL of the synkfs server to sync with (default: none, the records stay local)." env:"SYNKFS_SERVER" placeholder:"URL"`
-	OnConflict string `help:"How to settle a record changed on both sides (as for sync)." enum:"merge,keep-both,server-wins,client-wins" default:"merge"`
-	State      string `help:"Folder keeping the records and what is staged (default: under the user's data folder, one per mountpoint)." type:"path"`
-	Mountpoint string `arg:"" help:"An empty folder to mount the records on." type:"path"`
+	Server     string        `help:"URL of the synkfs server to sync with (default: none, the records stay local)." env:"SYNKFS_SERVER" placeholder:"URL"`
+	OnConflict string        `help:"How to settle a record changed on both sides (as for sync)." enum:"merge,keep-both,server-wins,client-wins" default:"merge"`
+	State      string        `help:"Folder keeping the records and what is staged (default: under the user's data folder, one per mountpoint)." type:"path"`
+	SaveDelay  time.Duration `help:"How long a record file written through the mount must be quiet and closed before it is saved (an fsync saves at once; unsaved writes are lost on kill -9)." default:"300ms" placeholder:"DURATION"`
+	Mountpoint string        `arg:"" help:"An empty folder to mount the records on." type:"path"`
 	connFlags  `embed:""`
 }
 
@@ -92,7 +94,7 @@ func (c *mountCmd) Run(e *env) error {
 
 // serve mounts b and waits for a signal or an unmount from outside.
 func (c *mountCmd) serve(e *env, b mount.Backend, m *fsstore.Matcher, state string) error {
-	srv, err := mount.Mount(c.Mountpoint, b, &mount.Options{Matcher: m, Logger: e.log})
+	srv, err := mount.Mount(c.Mountpoint, b, &mount.Options{Matcher: m, Logger: e.log, SaveDelay: c.SaveDelay})
 	if errors.Is(err, mount.ErrNoFUSE) {
 		return fmt.Errorf("%w\nFUSE cannot be used here; keep a plain folder in sync instead: synkfs sync DIR", err)
 	}
