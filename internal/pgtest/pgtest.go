@@ -58,13 +58,18 @@ var (
 
 // Main runs the tests of m, then stops the private cluster if one was
 // started, and exits with the tests' exit code.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain that exits by itself (testscript.Main takes
+// an m to run): it runs m, stops the private cluster if one was started,
+// and returns m's exit code.
+func Run(m interface{ Run() int }) int {
 	mainCalled = true
 	code := m.Run()
 	if stopFn != nil {
 		stopFn()
 	}
-	os.Exit(code)
+	return code
 }
 
 // URL returns the URL of a new, empty database made for this test only;
