@@ -32,7 +32,7 @@ type cli struct {
 	LogLevel  string `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info" env:"SYNKFS_LOG_LEVEL"`
 	LogFormat string `help:"Log format: text or json." enum:"text,json" default:"text" env:"SYNKFS_LOG_FORMAT"`
 
-	Serve     serveCmd     `cmd:"" help:"Run the sync server (in memory unless --data is given)."`
+	Serve     serveCmd     `cmd:"" help:"Run the sync server (in memory unless --data or --postgres is given)."`
 	Sync      syncCmd      `cmd:"" help:"Keep a folder of <type>/<id>.json records in sync with a server."`
 	Mount     mountCmd     `cmd:"" help:"Mount the records as a file system (FUSE), synced with a server if --server is given."`
 	Status    statusCmd    `cmd:"" help:"Show a synced folder's state: connection, versions, staged changes, conflicts, bad files."`

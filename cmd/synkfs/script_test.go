@@ -9,6 +9,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/synkfs/synkfs/internal/pgtest"
 	"github.com/synkfs/synkfs/merge"
 )
 
@@ -20,10 +21,16 @@ func TestMain(m *testing.M) {
 	if os.Getenv(mainEnv) == "1" {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
-	testscript.Main(m, map[string]func(){
+	// pgtest.Run stops the private PostgreSQL cluster, if the tests
+	// started one, before testscript.Main exits.
+	testscript.Main(pgtestRunner{m}, map[string]func(){
 		"synkfs": func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) },
 	})
 }
+
+type pgtestRunner struct{ m *testing.M }
+
+func (r pgtestRunner) Run() int { return pgtest.Run(r.m) }
 
 // TestScripts runs the end-to-end scripts in testdata/script at the root of
 // the repository: the real binary, real folders and a real server process.

@@ -7,18 +7,21 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"time"
 
 	"github.com/synkfs/synkfs"
 	"github.com/synkfs/synkfs/fsstore"
 	"github.com/synkfs/synkfs/memstore"
+	"github.com/synkfs/synkfs/pgstore"
 	"github.com/synkfs/synkfs/server"
 )
 
 type serveCmd struct {
 	Listen             string        `help:"Address to listen on." default:"127.0.0.1:8080"`
-	Data               string        `help:"Keep the records in this folder as <type>/<id>.json files (default: in memory, lost on exit)." type:"path" placeholder:"DIR"`
+	Data               string        `help:"Keep the records in this folder as <type>/<id>.json files (default: in memory, lost on exit)." type:"path" placeholder:"DIR" xor:"store"`
+	Postgres           string        `help:"Keep the records in this PostgreSQL database (a postgres:// URL or key=value string), which several serve instances may share." placeholder:"URL" env:"SYNKFS_POSTGRES" xor:"store"`
 	Strict             bool          `help:"Drop writes from original synk clients that were based on an older version of a record, instead of letting the last writer win."`
 	TombstoneRetention time.Duration `help:"Keep delete markers this long; replicas away for longer take a full resync." default:"720h"`
 	AddrFile           string        `help:"Write the address actually listened on to this file once ready (useful with --listen 127.0.0.1:0)." type:"path" placeholder:"FILE"`
@@ -84,7 +87,20 @@ func (c *serveCmd) Run(e *env) error {
 	return nil
 }
 
+// postgresOpenTimeout bounds connecting to the database and migrating
+// its schema at start.
+const postgresOpenTimeout = 30 * time.Second
+
 func (c *serveCmd) openStore(e *env) (synkfs.Store, string, error) {
+	if c.Postgres != "" {
+		ctx, cancel := context.WithTimeout(e.ctx, postgresOpenTimeout)
+		defer cancel()
+		s, err := pgstore.Open(ctx, c.Postgres, nil)
+		if err != nil {
+			return nil, "", fmt.Errorf("open the PostgreSQL store: %w (check --postgres: the server must be reachable and the user allowed to create tables)", err)
+		}
+		return s, "postgres " + redactURL(c.Postgres), nil
+	}
 	if c.Data == "" {
 		return memstore.New(), "memory (lost on exit; use --data DIR to keep it)", nil
 	}
@@ -95,4 +111,14 @@ func (c *serveCmd) openStore(e *env) (synkfs.Store, string, error) {
 		return nil, "", fmt.Errorf("open data folder %s: %w", c.Data, err)
 	}
 	return s, c.Data, nil
+}
+
+// redactURL returns a database URL fit for logs: its password hidden.
+// Strings that are not URLs (key=value settings) are shown only by name.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" {
+		return "(settings string)"
+	}
+	return u.Redacted()
 }

@@ -25,13 +25,13 @@ type serveProc struct {
 	addr string
 }
 
-// startServe starts `synkfs serve --data data` on a free loopback port and
-// waits (at most 10 s) until it is ready. The test kills it at the latest
-// when it ends.
-func startServe(t *testing.T, data string) *serveProc {
+// startServe starts `synkfs serve args...` (on a free loopback port
+// unless args give --listen) and waits (at most 10 s) until it is ready.
+// The test kills it at the latest when it ends.
+func startServe(t *testing.T, args ...string) *serveProc {
 	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addr")
-	cmd, stderr := startChild(t, "serve", "--listen", "127.0.0.1:0", "--addr-file", addrFile, "--data", data)
+	cmd, stderr := startChild(t, append([]string{"serve", "--listen", "127.0.0.1:0", "--addr-file", addrFile}, args...)...)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if b, err := os.ReadFile(addrFile); err == nil && bytes.HasSuffix(b, []byte("\n")) {
@@ -98,7 +98,7 @@ func TestServeKill9KeepsAcknowledged(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	data := filepath.Join(t.TempDir(), "data")
-	srv := startServe(t, data)
+	srv := startServe(t, "--data", data)
 
 	// Acknowledged batches through the client package: creates, updates,
 	// deletes.
@@ -136,7 +136,7 @@ func TestServeKill9KeepsAcknowledged(t *testing.T) {
 	}
 
 	srv.kill9(t)
-	srv = startServe(t, data)
+	srv = startServe(t, "--data", data)
 
 	// Same history: epoch, version, last batch.
 	conn, w := dialWire(t, ctx, srv.addr, "e2e", epoch, version)
