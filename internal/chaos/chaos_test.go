@@ -16,14 +16,15 @@ import (
 )
 
 var (
-	seedFlag  = flag.Uint64("seed", 0, "run only this chaos seed (TestChaos)")
-	longFlag  = flag.Bool("long", false, "run the long chaos schedule (TestChaosLong)")
-	opsFlag   = flag.Int("ops", 5000, "steps per schedule in the long run")
-	runsFlag  = flag.Int("runs", 1, "schedules (consecutive seeds) in the long run")
-	binFlag   = flag.String("bin", "", "synkfs binary for process replicas in the long run (default: build ./cmd/synkfs)")
-	reportOut = flag.String("report", "", "write the long run's report as JSON to this file")
-	keepFlag  = flag.Bool("keep", false, "keep the folders of a run (printed) instead of removing them")
-	traceFlag = flag.String("schedule", "", "write a failing schedule's steps to this file")
+	seedFlag   = flag.Uint64("seed", 0, "run only this chaos seed (TestChaos)")
+	longFlag   = flag.Bool("long", false, "run the long chaos schedule (TestChaosLong)")
+	opsFlag    = flag.Int("ops", 5000, "steps per schedule in the long run")
+	runsFlag   = flag.Int("runs", 1, "schedules (consecutive seeds) in the long run")
+	binFlag    = flag.String("bin", "", "synkfs binary for process replicas in the long run (default: build ./cmd/synkfs)")
+	reportOut  = flag.String("report", "", "write the long run's report as JSON to this file")
+	mountsFlag = flag.Int("mounts", 1, "replicas run as synkfs mount processes in the long run (needs FUSE and the synkfs binary)")
+	keepFlag   = flag.Bool("keep", false, "keep the folders of a run (printed) instead of removing them")
+	traceFlag  = flag.String("schedule", "", "write a failing schedule's steps to this file")
 )
 
 func TestMain(m *testing.M) {
@@ -138,6 +139,7 @@ func TestChaosLong(t *testing.T) {
 		t.Skip("the long run needs -long")
 	}
 	cmd, env := selfCommand()
+	mounts := *mountsFlag
 	if *binFlag != "" {
 		cmd, env = []string{*binFlag}, nil
 	} else {
@@ -148,9 +150,19 @@ func TestChaosLong(t *testing.T) {
 			if os.Getenv("CI") == "true" {
 				t.Fatalf("build synkfs: %v\n%s", err, out)
 			}
-			t.Logf("cannot build synkfs (%v), process replicas run the test binary as a sync process:\n%s", err, out)
+			t.Logf("cannot build synkfs (%v), process replicas run the test binary as a sync process, and no mounts:\n%s", err, out)
+			mounts = 0
 		} else {
 			cmd, env = []string{bin}, nil
+		}
+	}
+	if mounts > 0 {
+		if why := fuseMissing(); why != "" {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("no mount replicas: %s (run with -mounts 0)", why)
+			}
+			t.Logf("no mount replicas: %s", why)
+			mounts = 0
 		}
 	}
 	start := *seedFlag
@@ -160,7 +172,7 @@ func TestChaosLong(t *testing.T) {
 	total := &Report{}
 	for i := range *runsFlag {
 		seed := start + uint64(i)
-		rep := runSeed(t, Config{Seed: seed, Ops: *opsFlag, Replicas: 4, Procs: 1, Command: cmd, Env: env,
+		rep := runSeed(t, Config{Seed: seed, Ops: *opsFlag, Replicas: 4, Procs: 1, Mounts: mounts, Command: cmd, Env: env,
 			FaultRate: 0.08, Quiesce: 2 * time.Minute, Pace: 10 * time.Millisecond, SlowSaves: true})
 		total.Add(rep)
 	}
@@ -185,4 +197,23 @@ func TestChaosFaults(t *testing.T) {
 			runSeed(t, Config{Seed: *seedFlag, Ops: 150, Replicas: 3, Procs: 1, Command: cmd, Env: env, FaultRate: 0.3, Faults: []string{kind}, SlowSaves: true})
 		})
 	}
+}
+
+// fuseMissing returns why this machine cannot mount FUSE file systems for
+// a mount replica, or "".
+func fuseMissing() string {
+	if runtime.GOOS != "linux" {
+		return "FUSE mounts are only tried on Linux"
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return "no /dev/fuse"
+	}
+	if os.Geteuid() != 0 {
+		if _, err := exec.LookPath("fusermount3"); err != nil {
+			if _, err := exec.LookPath("fusermount"); err != nil {
+				return "not root and no fusermount"
+			}
+		}
+	}
+	return ""
 }

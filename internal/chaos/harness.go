@@ -49,6 +49,11 @@ type Config struct {
 	// Replicas is the number of in-process replicas; Procs the number run
 	// as child processes (killed with SIGKILL).
 	Replicas, Procs int
+	// Mounts is the number of replicas run as `synkfs mount` processes
+	// (FUSE): users edit them through the mountpoint, the harness checks
+	// them in their state folder and that the mount shows the same
+	// records. Command must then be the synkfs binary.
+	Mounts int
 	// Command starts a process replica: the program and the arguments
 	// before "sync ...". Env is added to its environment. Empty Command:
 	// no process replicas.
@@ -84,6 +89,7 @@ type Report struct {
 	Server   string // memory or data
 	Replicas int
 	Procs    int
+	Mounts   int
 	Steps    int
 	// Ops counts user operations by kind; Faults injected faults by kind.
 	Ops    map[string]int
@@ -191,7 +197,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg.Replicas = 2 - cfg.Procs
 	}
 	if len(cfg.Command) == 0 {
-		cfg.Procs = 0
+		cfg.Procs, cfg.Mounts = 0, 0
 	}
 	if cfg.Quiesce <= 0 {
 		cfg.Quiesce = 60 * time.Second
@@ -206,7 +212,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg:  cfg,
 		rng:  rand.New(rand.NewPCG(cfg.Seed, 1)),
 		hist: NewHistory(),
-		rep: &Report{Seed: cfg.Seed, Replicas: cfg.Replicas, Procs: cfg.Procs,
+		rep: &Report{Seed: cfg.Seed, Replicas: cfg.Replicas, Procs: cfg.Procs, Mounts: cfg.Mounts,
 			Ops: map[string]int{}, Faults: map[string]int{}, Checks: map[string]int{}},
 		vals: map[string]*written{},
 	}
@@ -221,8 +227,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer c.stopServer(false)
-	for i := range cfg.Replicas + cfg.Procs {
-		n, err := c.newNode(i, i >= cfg.Replicas)
+	for i := range cfg.Replicas + cfg.Procs + cfg.Mounts {
+		n, err := c.newNode(i, i >= cfg.Replicas, i >= cfg.Replicas+cfg.Procs)
 		if err != nil {
 			c.closeNodes()
 			return nil, err
@@ -231,12 +237,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer c.closeNodes()
 	for _, n := range c.nodes {
-		c.trace("%s: %s, on conflict %s", n.name, map[bool]string{true: "process", false: "in process"}[n.proc], n.strategy)
+		c.trace("%s: %s, on conflict %s", n.name, n.kind(), n.strategy)
 		if err := n.start(); err != nil {
 			return nil, err
 		}
 	}
-	cfg.Logf("chaos seed %d: server %s, %d replicas in process, %d as processes, %d steps", cfg.Seed, c.mode, cfg.Replicas, cfg.Procs, cfg.Ops)
+	cfg.Logf("chaos seed %d: server %s, %d replicas in process, %d as processes, %d mounts, %d steps", cfg.Seed, c.mode, cfg.Replicas, cfg.Procs, cfg.Mounts, cfg.Ops)
 	for step := range cfg.Ops {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -644,6 +650,14 @@ func (c *cluster) settled() string {
 		}
 		if d := diff(recs, mine); d != "" {
 			why = append(why, fmt.Sprintf("%s differs from the server: %s", n.name, d))
+		}
+		if n.mount {
+			shown, err := readRecords(n.mnt)
+			if err != nil {
+				why = append(why, fmt.Sprintf("%s's mount: %v", n.name, err))
+			} else if d := diff(mine, shown); d != "" {
+				why = append(why, fmt.Sprintf("%s's mount differs from its folder: %s", n.name, d))
+			}
 		}
 	}
 	return strings.Join(why, "\n  ")

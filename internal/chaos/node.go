@@ -25,8 +25,10 @@ type node struct {
 	c        *cluster
 	i        int
 	name     string
-	dir      string
+	dir      string // the folder: the replica's root (a mount's state folder)
 	proc     bool
+	mount    bool   // a `synkfs mount` process (proc is set too)
+	mnt      string // its mountpoint
 	strategy replica.Strategy
 	relay    *Relay
 	logs     *logRing
@@ -51,16 +53,25 @@ type node struct {
 
 var strategies = []replica.Strategy{replica.Merge, replica.KeepBoth, replica.ServerWins, replica.ClientWins}
 
-func (c *cluster) newNode(i int, proc bool) (*node, error) {
-	n := &node{c: c, i: i, proc: proc, logs: &logRing{}, until: map[string]int{}}
+func (c *cluster) newNode(i int, proc, mount bool) (*node, error) {
+	n := &node{c: c, i: i, proc: proc || mount, mount: mount, logs: &logRing{}, until: map[string]int{}}
 	n.name = fmt.Sprintf("r%d", i)
-	if proc {
+	switch {
+	case mount:
+		n.name = fmt.Sprintf("m%d", i)
+	case proc:
 		n.name = fmt.Sprintf("p%d", i)
 	}
 	n.dir = filepath.Join(c.cfg.Dir, n.name)
 	n.strategy = strategies[c.rng.IntN(len(strategies))]
 	if err := os.MkdirAll(n.dir, 0o755); err != nil {
 		return nil, err
+	}
+	if mount {
+		n.mnt = filepath.Join(c.cfg.Dir, n.name+"-mnt")
+		if err := os.MkdirAll(n.mnt, 0o755); err != nil {
+			return nil, err
+		}
 	}
 	rl, err := NewRelay(c.addr, c.cfg.Seed*31+uint64(i))
 	if err != nil {
@@ -100,10 +111,25 @@ func (n *node) start() error {
 	return nil
 }
 
+// kind names what n runs, for traces.
+func (n *node) kind() string {
+	switch {
+	case n.mount:
+		return "mount process"
+	case n.proc:
+		return "process"
+	}
+	return "in process"
+}
+
 func (n *node) startProc() error {
 	cfg := n.c.cfg
 	args := append(append([]string{}, cfg.Command[1:]...), "sync", "--server", n.relay.URL(),
 		"--on-conflict", string(n.strategy), "--confirm-deletes", n.dir)
+	if n.mount {
+		args = append(append([]string{}, cfg.Command[1:]...), "mount", "--server", n.relay.URL(),
+			"--on-conflict", string(n.strategy), "--state", n.dir, n.mnt)
+	}
 	cmd := exec.Command(cfg.Command[0], args...)
 	cmd.Env = append(append(os.Environ(), cfg.Env...), "SYNKFS_LOG_LEVEL=warn")
 	cmd.Stdout, cmd.Stderr = n.logs, n.logs
@@ -116,7 +142,47 @@ func (n *node) startProc() error {
 		close(done)
 	}()
 	n.cmd, n.procDone, n.running = cmd, done, true
+	if n.mount {
+		return n.waitMounted()
+	}
 	return nil
+}
+
+// waitMounted waits (bounded) until n's mountpoint is a mount: the user
+// edits through it only then.
+func (n *node) waitMounted() error {
+	parent, err := os.Stat(filepath.Dir(n.mnt))
+	if err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
+		if fi, err := os.Stat(n.mnt); err == nil && devOf(fi) != devOf(parent) {
+			return nil
+		}
+		select {
+		case <-n.procDone:
+			n.running = false
+			return fmt.Errorf("%s: synkfs mount exited before mounting:\n%s", n.name, n.logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s: not mounted within 15s:\n%s", n.name, n.logs.String())
+}
+
+func devOf(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Dev)
+	}
+	return 0
+}
+
+// unmountDead detaches the mount of a mount replica whose process is
+// gone (killed: its mountpoint answers "transport endpoint is not
+// connected" until detached). Nothing to do for other nodes.
+func (n *node) unmountDead() {
+	if n.mount {
+		_ = syscall.Unmount(n.mnt, syscall.MNT_DETACH)
+	}
 }
 
 // kill stops the node abruptly. In process: the file layer crashes at its
@@ -131,6 +197,7 @@ func (n *node) kill(after int, torn bool) {
 	if n.proc {
 		_ = n.cmd.Process.Signal(syscall.SIGKILL)
 		<-n.procDone
+		n.unmountDead()
 		return
 	}
 	n.fault.TornWrites(torn)
@@ -175,6 +242,7 @@ func (n *node) stop(bool) {
 			_ = n.cmd.Process.Kill()
 			<-n.procDone
 		}
+		n.unmountDead()
 		return
 	}
 	n.cancel()

@@ -75,13 +75,23 @@ func (c *cluster) pickFields() []string {
 	return out
 }
 
+// path is where n's user edits k: the folder, or the mountpoint of a
+// mount replica.
 func (n *node) path(k synkfs.Key) string {
 	rel, err := fsstore.KeyPath(k)
 	if err != nil {
 		panic(err) // the harness's keys are plain
 	}
-	return filepath.Join(n.dir, filepath.FromSlash(rel))
+	base := n.dir
+	if n.mount {
+		base = n.mnt
+	}
+	return filepath.Join(base, filepath.FromSlash(rel))
 }
+
+// editable reports whether n's user can edit now: a mount replica's
+// records are there only while its process runs.
+func (n *node) editable() bool { return !n.mount || n.running }
 
 // readBody returns the record file's fields, nil if missing or invalid.
 func readBody(p string) map[string]any {
@@ -129,6 +139,9 @@ func contains(list []string, s string) bool {
 // would: mode 0-3 write a temporary file and rename it, 4 rewrites the
 // file in place, 5 writes half, pauses, then the rest (a slow save).
 func (c *cluster) write(n *node, k synkfs.Key, fs []string, mode int) {
+	if !n.editable() {
+		return
+	}
 	p := n.path(k)
 	cur := readBody(p)
 	kind := "edit"
@@ -153,10 +166,10 @@ func (c *cluster) write(n *node, k synkfs.Key, fs []string, mode int) {
 	var err error
 	switch {
 	case mode == 4:
-		err = os.WriteFile(p, data, 0o644)
+		err = writeInPlace(p, data, n.mount)
 		kind += "-in-place"
 	case mode == 5 && c.cfg.SlowSaves:
-		err = slowWrite(p, data)
+		err = slowWrite(p, data, n.mount)
 		kind += "-slow"
 	default:
 		tmp := p + ".tmp~"
@@ -173,9 +186,32 @@ func (c *cluster) write(n *node, k synkfs.Key, fs []string, mode int) {
 	c.trace("%s %s %s %s", n.name, kind, k.Path(), compact)
 }
 
+// writeInPlace rewrites p with data; sync: and fsyncs it, as vim and
+// emacs do (through a mount, an fsync is what makes the save a version
+// at once; an unsynced write waits for the mount's save delay, and kill
+// -9 of the mount process loses it meanwhile, by design).
+func writeInPlace(p string, data []byte, sync bool) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
+}
+
 // slowWrite writes data to p in two halves with a pause between: a save
-// the watcher may see half done.
-func slowWrite(p string, data []byte) error {
+// the watcher may see half done. sync: fsync at the end (see
+// writeInPlace).
+func slowWrite(p string, data []byte, sync bool) error {
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
@@ -190,11 +226,20 @@ func slowWrite(p string, data []byte) error {
 		f.Close()
 		return err
 	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+	}
 	return f.Close()
 }
 
 // remove deletes k's file in n's folder, if it is there.
 func (c *cluster) remove(n *node, k synkfs.Key) {
+	if !n.editable() {
+		return
+	}
 	p := n.path(k)
 	cur := readBody(p)
 	if _, err := os.Lstat(p); err != nil {
@@ -213,7 +258,7 @@ func (c *cluster) remove(n *node, k synkfs.Key) {
 // when k exists and to does not.
 func (c *cluster) rename(n *node, k, to synkfs.Key) {
 	from, dst := n.path(k), n.path(to)
-	if k == to {
+	if k == to || !n.editable() {
 		return
 	}
 	data, err := os.ReadFile(from)
