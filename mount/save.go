@@ -147,12 +147,13 @@ func (sv *saver) settle(all bool) {
 	}
 	ctx := context.Background()
 	for f, t := range due {
+		held := busy[f.ino()] // f.mu, never under sv.mu
 		sv.mu.Lock()
 		if cur, ok := sv.last[f]; !ok || !cur.Equal(t) {
 			sv.mu.Unlock()
 			continue // touched again meanwhile: not quiet
 		}
-		if busy[f.ino()] {
+		if held {
 			// Still open for writing: look again after another delay.
 			sv.last[f] = now
 			sv.mu.Unlock()
