@@ -409,10 +409,24 @@ func (s *Server) invalidate(k synkfs.Key) {
 func (s *Server) invalidateFile(f *file) {
 	s.later(func() {
 		f.mu.Lock()
-		n := f.node
+		n, d, name := f.node, f.dir, f.name
 		f.mu.Unlock()
 		if n != nil {
 			n.NotifyContent(0, 0)
+			return
+		}
+		// The kernel forgot f's inode before the save (see OnForget):
+		// a lookup since may have made another for the name, from
+		// what the Backend held before.
+		if ch := d.GetChild(name); ch != nil {
+			if fn, ok := ch.Operations().(*fileNode); ok && fn.f != f {
+				fn.f.mu.Lock()
+				if fn.f.rec && !fn.f.dirty {
+					fn.f.reload()
+				}
+				fn.f.mu.Unlock()
+			}
+			ch.NotifyContent(0, 0)
 		}
 	})
 }
