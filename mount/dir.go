@@ -395,7 +395,7 @@ func (d *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	in := f.newInode(ctx, d)
 	if f.dirty {
 		// The save of what is written waits for the file to be
-		// quiet; the touch runs once the locks are released.
+		// quiet.
 		defer f.touched()
 	}
 	// No handle: the content is per file (and in no-open mode the

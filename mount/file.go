@@ -140,8 +140,8 @@ func (f *file) ino() uint64 {
 	return f.node.StableAttr().Ino
 }
 
-// touched tells the saver that f was written, truncated or loaded.
-// f.mu must not be held.
+// touched tells the saver that f was written, truncated or loaded. f.mu
+// may be held (the saver never waits for it under its own lock).
 func (f *file) touched() {
 	f.srv.saver.touch(f)
 }
@@ -284,7 +284,7 @@ func (n *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off 
 		if err := f.load(); err != nil {
 			return nil, errno(f.srv.log, "read", err)
 		}
-		defer f.touched() // after the unlock: drop the copy once quiet
+		defer f.touched() // drop the copy once quiet
 	}
 	if off >= int64(len(f.data)) {
 		return fuse.ReadResultData(nil), 0
@@ -295,7 +295,7 @@ func (n *fileNode) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off 
 
 func (n *fileNode) Write(ctx context.Context, fh fs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
 	f := n.f
-	defer f.touched() // deferred first: runs after the unlock
+	defer f.touched()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.rec && !f.loaded {
