@@ -136,3 +136,56 @@ func BenchmarkIngestBatchMemstore(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*batchRecords)/b.Elapsed().Seconds(), "records/s")
 }
+
+// BenchmarkAnnounce: a one-record commit through store A until a Watch
+// on store B (another pool, as another instance) announces it.
+// BenchmarkAnnounceBaseline is the same commit without waiting: the
+// difference is the cross-instance notify latency.
+func BenchmarkAnnounce(b *testing.B) {
+	benchAnnounce(b, true)
+}
+
+func BenchmarkAnnounceBaseline(b *testing.B) {
+	benchAnnounce(b, false)
+}
+
+func benchAnnounce(b *testing.B, wait bool) {
+	url := pgtest.URL(b)
+	a, other := open(b, url, nil), open(b, url, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan uint64, 1024)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_ = other.Watch(ctx, func(v uint64) {
+			select {
+			case got <- v:
+			case <-ctx.Done():
+			}
+		})
+	})
+	defer func() { cancel(); wg.Wait() }()
+	<-got // the announcement at start
+	i := 0
+	for b.Loop() {
+		k := key("note", fmt.Sprint(i))
+		i++
+		var n uint64
+		for len(got) > 0 && !wait {
+			<-got // keep the watch from blocking
+		}
+		err := a.Commit(context.Background(), func(v synkfs.View) (synkfs.Batch, error) {
+			n = v.Version() + 1
+			return synkfs.Batch{Version: n, Puts: []synkfs.Record{{Key: k, Version: n, Body: body}}}, nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if wait {
+			for v := range got {
+				if v >= n {
+					break
+				}
+			}
+		}
+	}
+}

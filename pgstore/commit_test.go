@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/synkfs/synkfs"
 	"github.com/synkfs/synkfs/internal/pgtest"
 	"github.com/synkfs/synkfs/internal/storetest"
@@ -486,5 +488,60 @@ func TestClosedWatch(t *testing.T) {
 	}
 	if err := s.Watch(context.Background(), func(uint64) {}); !errors.Is(err, synkfs.ErrClosed) {
 		t.Errorf("Watch on a closed store = %v", err)
+	}
+}
+
+// TestCommitRetriesDeadlock: a transaction outside synkfs locks a
+// metadata row, the Commit waits for it while holding the head lock,
+// and the outsider then waits for the head: PostgreSQL breaks the
+// deadlock by failing the Commit's transaction (the first to wait, so
+// the first to check), and Commit runs it again, fn included.
+func TestCommitRetriesDeadlock(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	s := open(t, url, nil)
+	if err := s.Apply(ctx, synkfs.Batch{Meta: map[string][]byte{"x": []byte("0")}}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	if _, err := other.Exec(ctx, "BEGIN; UPDATE synkfs_meta SET value = 'o' WHERE key = 'x'"); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Commit(ctx, func(v synkfs.View) (synkfs.Batch, error) {
+			if calls.Add(1) == 1 {
+				close(started)
+			}
+			return synkfs.Batch{Version: v.Version(), Meta: map[string][]byte{"x": []byte("c")}}, nil
+		})
+	}()
+	<-started
+	time.Sleep(300 * time.Millisecond) // the Commit now waits for the row
+	if _, err := other.Exec(ctx, "SELECT version FROM synkfs_head FOR UPDATE"); err != nil {
+		t.Fatalf("the outside transaction lost the deadlock instead of the Commit: %v", err)
+	}
+	if _, err := other.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Commit = %v, want success on a second run", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Commit did not finish")
+	}
+	if calls.Load() != 2 {
+		t.Errorf("fn ran %d times, want 2", calls.Load())
+	}
+	if v, ok := s.Meta("x"); !ok || string(v) != "c" {
+		t.Errorf("Meta(x) = %q, %v; want the Commit's value", v, ok)
 	}
 }

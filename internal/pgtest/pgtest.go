@@ -185,13 +185,20 @@ func startCluster() (string, error) {
 		gid, _ = strconv.Atoi(u.Gid)
 		prefix = []string{rb, "-u", "postgres", "--"}
 	}
-	dir, err := os.MkdirTemp("", "synkfs-pgtest-")
-	if err != nil {
-		return "", err
-	}
+	reap(bin, prefix)
+	var dir string
 	fail := func(err error) (string, error) {
 		_ = os.RemoveAll(dir)
 		return "", err
+	}
+	dir, err = os.MkdirTemp("", dirPrefix)
+	if err != nil {
+		return "", err
+	}
+	// The owner file lets a later run stop this cluster if this process
+	// dies without running Main's cleanup (killed by a timeout, say).
+	if err := os.WriteFile(filepath.Join(dir, "owner"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return fail(err)
 	}
 	data, sock, logf := filepath.Join(dir, "data"), filepath.Join(dir, "sock"), filepath.Join(dir, "log")
 	if err := os.Mkdir(sock, 0o700); err != nil {
@@ -233,6 +240,36 @@ func startCluster() (string, error) {
 		_ = os.RemoveAll(dir)
 	}
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port), nil
+}
+
+// dirPrefix names the temporary directories of private clusters.
+const dirPrefix = "synkfs-pgtest-"
+
+// reap stops and removes the private clusters of test processes that no
+// longer run.
+func reap(bin string, prefix []string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, dir := range dirs {
+		raw, err := os.ReadFile(filepath.Join(dir, "owner"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+		if err != nil || pid <= 0 || alive(pid) {
+			continue
+		}
+		argv := append(slices.Clone(prefix), filepath.Join(bin, "pg_ctl"), "-D", filepath.Join(dir, "data"), "-m", "immediate", "-w", "stop")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_ = exec.CommandContext(ctx, argv[0], argv[1:]...).Run()
+		cancel()
+		_ = os.RemoveAll(dir)
+	}
+}
+
+// alive reports whether process pid exists.
+func alive(pid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return err == nil
 }
 
 func freePort() (int, error) {
