@@ -189,3 +189,55 @@ func benchAnnounce(b *testing.B, wait bool) {
 		}
 	}
 }
+
+// BenchmarkIngestCommitsParallel: one-record commits from three Stores
+// (three pools, as three instances) with two committers each, all at
+// once; BenchmarkIngestCommitsParallelMemstore runs six committers on
+// one memstore under its mutex.
+func BenchmarkIngestCommitsParallel(b *testing.B) {
+	url := pgtest.URL(b)
+	stores := []*pgstore.Store{open(b, url, nil), open(b, url, nil), open(b, url, nil)}
+	commit := func(w, i int) error {
+		s := stores[w%len(stores)]
+		k := key("note", fmt.Sprintf("%d-%d", w, i))
+		return s.Commit(context.Background(), func(v synkfs.View) (synkfs.Batch, error) {
+			n := v.Version() + 1
+			v.Lookup(k)
+			return synkfs.Batch{Version: n, Puts: []synkfs.Record{{Key: k, Version: n, Body: body}}}, nil
+		})
+	}
+	benchParallel(b, commit)
+}
+
+func BenchmarkIngestCommitsParallelMemstore(b *testing.B) {
+	s := memstore.New()
+	var mu sync.Mutex
+	commit := func(w, i int) error {
+		k := key("note", fmt.Sprintf("%d-%d", w, i))
+		mu.Lock()
+		defer mu.Unlock()
+		n := s.Version() + 1
+		s.Lookup(k)
+		return s.Apply(context.Background(), synkfs.Batch{Version: n, Puts: []synkfs.Record{{Key: k, Version: n, Body: body}}})
+	}
+	benchParallel(b, commit)
+}
+
+// benchParallel runs b.N calls of commit spread over six goroutines.
+func benchParallel(b *testing.B, commit func(w, i int) error) {
+	const workers = 6
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < b.N; i += workers {
+				if err := commit(w, i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+}

@@ -80,6 +80,29 @@
 // pg_notify(channel, "<version> <instance>") in its transaction, so
 // PostgreSQL delivers it only after the commit, when the version is
 // readable. Watch listens on a connection of its own; see Watch.
+//
+// # Use from a server
+//
+//   - Write through Commit, never Apply: Apply takes an absolute version
+//     chosen before its transaction, and two instances choosing the same
+//     one would both succeed (a batch at the current version is allowed
+//     by the Store contract), so a reader already past it misses one.
+//   - Inside Commit's fn, read only through the View. A read through the
+//     Store needs a second pool connection while fn holds one; with every
+//     connection held by commits waiting for the head lock it would wait
+//     for ever.
+//   - Before checking the records of a large batch, call Preload on the
+//     View (it implements Preloader): one query instead of one per key.
+//   - Run one Watch per server for its life; on each call, catch up with
+//     Since from the last version fanned out, as after a commit of its
+//     own.
+//   - Size the pool (Options.MaxConns, or pool_max_conns in the URL) for
+//     the concurrent reads the server makes (Since, Scan, Get) plus one
+//     per concurrent Commit; Watch uses a connection of its own.
+//
+// Every commit costs two round trips to PostgreSQL (BEGIN with the head
+// lock, then the writes with COMMIT) plus those of fn's reads; bulk
+// writes are one statement over arrays (unnest), whatever the batch size.
 package pgstore
 
 import (
