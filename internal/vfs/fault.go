@@ -20,9 +20,13 @@ type Op string
 
 // Mutating operations: these are counted by Ops and can be crash points.
 const (
-	OpWrite    Op = "write"
-	OpSync     Op = "sync"
-	OpRename   Op = "rename"
+	OpWrite  Op = "write"
+	OpSync   Op = "sync"
+	OpRename Op = "rename" // Rename and RenameNoReplace
+	// OpExchange is Exchange. It is a rename too: a FailWith rule for
+	// OpRename also fails exchanges (one for OpExchange fails only them),
+	// so a test that fails renames needs no new rule for code that swaps.
+	OpExchange Op = "exchange"
 	OpRemove   Op = "remove" // Remove and RemoveAll
 	OpTruncate Op = "truncate"
 	OpCreate   Op = "create" // OpenFile with O_CREATE or O_TRUNC, CreateTemp
@@ -191,6 +195,9 @@ func (f *Fault) check(op Op, name string, mutating bool) (verdict, error) {
 		}
 	}
 	err, ok := f.rules[op]
+	if !ok && op == OpExchange {
+		err, ok = f.rules[OpRename]
+	}
 	if !ok {
 		err, ok = f.rules[""]
 	}
@@ -301,6 +308,56 @@ func (f *Fault) Rename(oldpath, newpath string) error {
 		f.mu.Unlock()
 		return nil
 	})
+}
+
+// RenameNoReplace renames on the base FS unless newpath exists
+// (OpRename). Nothing is replaced, so no unsynced data is forgotten.
+func (f *Fault) RenameNoReplace(oldpath, newpath string) error {
+	return f.do(OpRename, oldpath, true, func() error {
+		if err := f.base.RenameNoReplace(oldpath, newpath); err != nil {
+			return err
+		}
+		f.follow(func(p string) (string, bool) { return newpath, p == oldpath })
+		return nil
+	})
+}
+
+// Exchange swaps two files on the base FS (OpExchange; FailWith rules for
+// OpRename apply to it too). Like Rename it is atomic: a crash leaves
+// both names as they were before it or both swapped, never one file
+// under both names or under neither. Each file's unsynced data follows
+// it to its new name, so DropUnsynced cuts what was written to the file
+// now at each name, as it would for a rename.
+func (f *Fault) Exchange(oldpath, newpath string) error {
+	return f.do(OpExchange, oldpath, true, func() error {
+		if err := f.base.Exchange(oldpath, newpath); err != nil {
+			return err
+		}
+		f.follow(func(p string) (string, bool) {
+			switch p {
+			case oldpath:
+				return newpath, true
+			case newpath:
+				return oldpath, true
+			}
+			return "", false
+		})
+		return nil
+	})
+}
+
+// follow renames the tracked files for which to reports a new name. It
+// takes f.mu.
+func (f *Fault) follow(to func(path string) (string, bool)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for ff := range f.unsynced {
+		ff.mu.Lock()
+		if n, ok := to(ff.path); ok {
+			ff.path = n
+		}
+		ff.mu.Unlock()
+	}
 }
 
 // forgetLocked drops the unsynced data of the files whose name matches:

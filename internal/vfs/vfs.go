@@ -28,6 +28,17 @@ type FS interface {
 	OpenFile(name string, flag int, perm fs.FileMode) (File, error)
 	CreateTemp(dir, pattern string) (File, error)
 	Rename(oldpath, newpath string) error
+	// RenameNoReplace renames oldpath to newpath atomically, unless
+	// newpath exists: then it fails with an error wrapping fs.ErrExist
+	// and changes nothing. Where the file system cannot do that in one
+	// step it fails with an error wrapping errors.ErrUnsupported.
+	RenameNoReplace(oldpath, newpath string) error
+	// Exchange atomically swaps the files at oldpath and newpath: each
+	// name then holds the file the other one held. Both must exist (an
+	// error wrapping fs.ErrNotExist otherwise). Where the file system
+	// cannot swap it fails with an error wrapping errors.ErrUnsupported
+	// and changes nothing; callers fall back to what they did without it.
+	Exchange(oldpath, newpath string) error
 	Remove(name string) error
 	RemoveAll(name string) error
 	MkdirAll(name string, perm fs.FileMode) error
