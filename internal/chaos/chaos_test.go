@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/synkfs/synkfs/internal/pgtest"
 )
 
 var (
@@ -25,13 +27,15 @@ var (
 	mountsFlag = flag.Int("mounts", 1, "replicas run as synkfs mount processes in the long run (needs FUSE and the synkfs binary)")
 	keepFlag   = flag.Bool("keep", false, "keep the folders of a run (printed) instead of removing them")
 	traceFlag  = flag.String("schedule", "", "write a failing schedule's steps to this file")
+	pgFlag     = flag.Bool("postgres", false, "run the long run and TestChaosFaults over servers sharing a PostgreSQL database (see -instances)")
+	instFlag   = flag.Int("instances", 3, "servers sharing the database with -postgres")
 )
 
 func TestMain(m *testing.M) {
 	if os.Getenv(ChildEnv) == "1" {
 		os.Exit(SyncMain(os.Args[1:], os.Stderr))
 	}
-	os.Exit(m.Run())
+	pgtest.Main(m)
 }
 
 // selfCommand runs this test binary as a sync process (see SyncMain).
@@ -118,8 +122,19 @@ func runSeed(t *testing.T, cfg Config) *Report {
 		switch {
 		case strings.HasPrefix(t.Name(), "TestChaosLong"):
 			rerun = fmt.Sprintf("go test ./internal/chaos -run TestChaosLong -long -ops %d -runs 1 -seed %d -v", cfg.Ops, cfg.Seed)
+			if cfg.Postgres != "" {
+				rerun += fmt.Sprintf(" -mounts %d -postgres -instances %d", cfg.Mounts, cfg.Instances)
+			}
 		case strings.HasPrefix(t.Name(), "TestChaosFaults"):
 			rerun = fmt.Sprintf("go test ./internal/chaos -run 'TestChaosFaults/%s$' -seed %d -v", strings.Join(cfg.Faults, ","), cfg.Seed)
+			if cfg.Postgres != "" {
+				rerun += " -postgres"
+			}
+		case strings.HasPrefix(t.Name(), "TestChaosPostgres"):
+			rerun = fmt.Sprintf("go test ./internal/chaos -run 'TestChaosPostgres$' -seed %d -v", cfg.Seed)
+			if cfg.Ops != shortSteps {
+				rerun = fmt.Sprintf("SYNKFS_CHAOS_STEPS=%d %s", cfg.Ops, rerun)
+			}
 		case cfg.Ops != shortSteps:
 			rerun = fmt.Sprintf("SYNKFS_CHAOS_STEPS=%d %s", cfg.Ops, rerun)
 		}
@@ -128,9 +143,50 @@ func runSeed(t *testing.T, cfg Config) *Report {
 	return rep
 }
 
+// pgSeeds are schedules of the postgres mode that once found a bug; each
+// runs in TestChaosPostgres. (Add the seed of every failure fixed, with
+// what it found.)
+var pgSeeds = []struct {
+	seed  uint64
+	found string
+}{}
+
+// TestChaosPostgres is the short run of the postgres mode, part of go
+// test ./...: three servers over one fresh PostgreSQL database, each
+// replica's every link going to a live one at random, with instance
+// stops and crashes, killed database links and killed LISTEN connections
+// among the faults. It runs the regression seeds of pgSeeds plus random
+// ones (SYNKFS_CHAOS_SEEDS, default 1) of SYNKFS_CHAOS_STEPS steps; -seed
+// N runs only seed N. Without PostgreSQL it skips (fails with CI=true).
+func TestChaosPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the postgres chaos run takes about 20 s; skipped with -short")
+	}
+	steps := envInt(t, "SYNKFS_CHAOS_STEPS", shortSteps)
+	var seeds []uint64
+	for _, r := range pgSeeds {
+		seeds = append(seeds, r.seed)
+	}
+	base := uint64(time.Now().UnixNano() % 1_000_000)
+	for i := range envInt(t, "SYNKFS_CHAOS_SEEDS", 1) {
+		seeds = append(seeds, base+uint64(i)*7919)
+	}
+	if *seedFlag != 0 {
+		seeds = []uint64{*seedFlag}
+	}
+	for _, seed := range seeds {
+		cmd, env := selfCommand()
+		runSeed(t, Config{Seed: seed, Ops: steps, Replicas: 3, Procs: 1, Command: cmd, Env: env, FaultRate: 0.15, SlowSaves: true,
+			Postgres: pgtest.URL(t), Instances: 3})
+	}
+}
+
 // TestChaosLong is the long run, by hand or nightly:
 //
 //	go test ./internal/chaos -run TestChaosLong -long -ops 5000 -runs 3 -v -timeout 2h
+//
+// With -postgres its servers are -instances servers sharing a PostgreSQL
+// database (see TestChaosPostgres).
 //
 // Its process replicas run the real synkfs binary (built from
 // ./cmd/synkfs unless -bin names one).
@@ -172,8 +228,12 @@ func TestChaosLong(t *testing.T) {
 	total := &Report{}
 	for i := range *runsFlag {
 		seed := start + uint64(i)
-		rep := runSeed(t, Config{Seed: seed, Ops: *opsFlag, Replicas: 4, Procs: 1, Mounts: mounts, Command: cmd, Env: env,
-			FaultRate: 0.08, Quiesce: 2 * time.Minute, Pace: 10 * time.Millisecond, SlowSaves: true})
+		cfg := Config{Seed: seed, Ops: *opsFlag, Replicas: 4, Procs: 1, Mounts: mounts, Command: cmd, Env: env,
+			FaultRate: 0.08, Quiesce: 2 * time.Minute, Pace: 10 * time.Millisecond, SlowSaves: true}
+		if *pgFlag {
+			cfg.Postgres, cfg.Instances = pgtest.URL(t), *instFlag
+		}
+		rep := runSeed(t, cfg)
 		total.Add(rep)
 	}
 	t.Logf("long run total over %d schedules (%s, GOMAXPROCS %d):\n%s", *runsFlag, runtime.Version(), runtime.GOMAXPROCS(0), total.Summary())
@@ -191,10 +251,18 @@ func TestChaosFaults(t *testing.T) {
 	if *seedFlag == 0 {
 		t.Skip("needs -seed")
 	}
-	for _, kind := range FaultKinds() {
+	kinds := FaultKinds()
+	if *pgFlag {
+		kinds = PostgresFaultKinds()
+	}
+	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
 			cmd, env := selfCommand()
-			runSeed(t, Config{Seed: *seedFlag, Ops: 150, Replicas: 3, Procs: 1, Command: cmd, Env: env, FaultRate: 0.3, Faults: []string{kind}, SlowSaves: true})
+			cfg := Config{Seed: *seedFlag, Ops: 150, Replicas: 3, Procs: 1, Command: cmd, Env: env, FaultRate: 0.3, Faults: []string{kind}, SlowSaves: true}
+			if *pgFlag {
+				cfg.Postgres, cfg.Instances = pgtest.URL(t), *instFlag
+			}
+			runSeed(t, cfg)
 		})
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/synkfs/synkfs"
 	"github.com/synkfs/synkfs/fsstore"
 	"github.com/synkfs/synkfs/internal/vfs"
@@ -63,9 +64,16 @@ type Config struct {
 	Dir string
 	// FaultRate is the probability that a step also injects a fault.
 	FaultRate float64
-	// Server forces the server mode ("memory" or "data"); "" picks one
-	// from the seed.
+	// Server forces the server mode ("memory", "data" or "postgres"); ""
+	// picks memory or data from the seed, or postgres when Postgres is
+	// set.
 	Server string
+	// Postgres is the URL of an empty PostgreSQL database for the
+	// postgres mode: Instances servers (default 3) share it, each over
+	// its own pgstore.Store on a port of its own, and every link of a
+	// replica goes to a live one chosen at random.
+	Postgres  string
+	Instances int
 	// Faults, if set, limits the faults injected to these kinds (see
 	// FaultKinds); nil injects every kind.
 	Faults []string
@@ -85,12 +93,13 @@ type Config struct {
 
 // Report is what a run did and found.
 type Report struct {
-	Seed     uint64
-	Server   string // memory or data
-	Replicas int
-	Procs    int
-	Mounts   int
-	Steps    int
+	Seed      uint64
+	Server    string // memory, data or postgres
+	Instances int    // servers sharing the database (postgres)
+	Replicas  int
+	Procs     int
+	Mounts    int
+	Steps     int
 	// Ops counts user operations by kind; Faults injected faults by kind.
 	Ops    map[string]int
 	Faults map[string]int
@@ -123,6 +132,7 @@ func (r *Report) Add(o *Report) {
 		r.Ops, r.Faults, r.Checks = map[string]int{}, map[string]int{}, map[string]int{}
 	}
 	r.Steps += o.Steps
+	r.Instances = max(r.Instances, o.Instances)
 	for k, v := range o.Ops {
 		r.Ops[k] += v
 	}
@@ -217,8 +227,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		vals: map[string]*written{},
 	}
 	c.mode = cfg.Server
+	if c.mode == "" && cfg.Postgres != "" {
+		c.mode = "postgres"
+	}
 	if c.mode == "" {
 		c.mode = []string{"memory", "data"}[c.rng.IntN(2)]
+	}
+	if c.mode == "postgres" {
+		if cfg.Postgres == "" {
+			return nil, errors.New("the postgres mode needs Config.Postgres")
+		}
+		if c.cfg.Instances <= 0 {
+			c.cfg.Instances = 3
+		}
+		c.rep.Instances = c.cfg.Instances
 	}
 	c.rep.Server = c.mode
 	start := time.Now()
@@ -236,6 +258,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		c.nodes = append(c.nodes, n)
 	}
 	defer c.closeNodes()
+	if c.mode == "postgres" {
+		c.retarget()
+	}
 	for _, n := range c.nodes {
 		c.trace("%s: %s, on conflict %s", n.name, n.kind(), n.strategy)
 		if err := n.start(); err != nil {
@@ -261,6 +286,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	settle := time.Now()
 	c.quiesce(ctx)
 	c.rep.Settle = time.Since(settle)
+	if c.mode == "postgres" && len(c.rep.Failures) == 0 {
+		c.checkNotify(ctx)
+		c.quiesce(ctx)
+	}
 	c.check()
 	if len(c.rep.Failures) > 0 && c.cfg.Trace != "" {
 		for _, n := range c.nodes {
@@ -288,6 +317,10 @@ type cluster struct {
 	sfault  *vfs.Fault   // under the data store
 	addr    string
 	crashAt int // step at which a crashed server is restarted; 0 none
+
+	// the postgres mode (shared.go)
+	insts   []*instance
+	pgAdmin *pgx.Conn // kills database connections
 
 	nodes []*node
 
@@ -319,6 +352,9 @@ type written struct {
 var discard = slog.New(slog.DiscardHandler)
 
 func (c *cluster) startServer() error {
+	if c.mode == "postgres" {
+		return c.startInstances()
+	}
 	if c.mode == "data" {
 		c.sfault = vfs.NewFault(vfs.OS)
 		// As `synkfs serve --data` opens it: record files written behind
@@ -356,6 +392,10 @@ func (c *cluster) startServer() error {
 // stopServer stops the server; crashed: its store already failed, so
 // closing it writes nothing.
 func (c *cluster) stopServer(crashed bool) {
+	if c.mode == "postgres" {
+		c.stopInstances()
+		return
+	}
 	c.srvMu.Lock()
 	srv, hs, store := c.srv, c.hs, c.store
 	c.srvMu.Unlock()
@@ -384,6 +424,13 @@ func (c *cluster) serverState() (epoch string, version uint64, recs map[synkfs.K
 	c.srvMu.Lock()
 	s := c.store
 	c.srvMu.Unlock()
+	if c.mode == "postgres" {
+		ps := c.readStore()
+		if ps == nil {
+			return "", 0, nil, errors.New("no instance is live")
+		}
+		s = ps
+	}
 	recs = map[synkfs.Key]string{}
 	epoch, version = s.Epoch(), s.Version()
 	var after synkfs.Key
@@ -439,6 +486,7 @@ func (c *cluster) expire() {
 			}
 		}
 	}
+	c.expireInstances(false)
 	if c.crashAt > 0 && (c.step >= c.crashAt || (c.sfault != nil && c.sfault.Crashed())) {
 		c.crashAt = 0
 		c.restartServer(true)
@@ -474,13 +522,17 @@ func FaultKinds() []string {
 }
 
 func (c *cluster) fault() {
+	kinds := faultKinds
+	if c.mode == "postgres" {
+		kinds = pgFaultKinds
+	}
 	total := 0
-	for _, f := range faultKinds {
+	for _, f := range kinds {
 		total += f.weight
 	}
 	x := c.rng.IntN(total)
 	kind := ""
-	for _, f := range faultKinds {
+	for _, f := range kinds {
 		if x < f.weight {
 			kind = f.kind
 			break
@@ -553,6 +605,8 @@ func (c *cluster) fault() {
 		}
 		n.kill(after, torn)
 		n.restartAt = c.step + c.rng.IntN(25) + 1
+	case "instance-stop", "instance-crash", "db-link-kill", "listen-kill":
+		kind = c.instanceFault(kind, n)
 	case "server-restart":
 		c.restartServer(false)
 		if c.mode == "memory" {
@@ -583,6 +637,7 @@ func (c *cluster) heal() {
 		c.crashAt = 0
 		c.restartServer(true)
 	}
+	c.expireInstances(true)
 	for _, n := range c.nodes {
 		for kind := range n.until {
 			n.endFault(kind)
@@ -686,6 +741,12 @@ func diff(want, got map[synkfs.Key]string) string {
 
 // check runs the end-of-run invariants.
 func (c *cluster) check() {
+	if c.mode == "postgres" {
+		if s := c.readStore(); s != nil {
+			c.hist.CheckShared(s)
+			c.rep.Checks["durability: the database holds exactly the acknowledged commits"]++
+		}
+	}
 	for _, v := range c.hist.Violations() {
 		c.failf("%s", v)
 	}
@@ -696,7 +757,7 @@ func (c *cluster) check() {
 	c.rep.Checks["no resurrection after an acknowledged delete"] += c.hist.Records
 
 	_, _, final, err := c.serverState()
-	if err == nil {
+	if err == nil && c.mode != "postgres" {
 		c.hist.CheckCarried(final)
 		c.rep.Checks["durability: records live at an in-memory restart are back or superseded"]++
 		for _, v := range c.hist.Violations() {

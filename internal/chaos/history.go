@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/synkfs/synkfs"
 	"github.com/synkfs/synkfs/merge"
@@ -45,12 +47,19 @@ type History struct {
 	touched    map[synkfs.Key]bool            // records changed since the last in-memory restart
 	violations []string
 
+	// Commits through a shared store (see sharedStore), in the order the
+	// store's lock let them run.
+	seq     atomic.Uint64        // the last sequence number taken
+	nextSeq uint64               // the next sequence number to record
+	runs    map[uint64]commitRun // runs reported, not yet recorded
+
 	Batches, Records, MetaOnly int
 }
 
 // NewHistory returns an empty history.
 func NewHistory() *History {
-	h := &History{values: map[string]bool{}, allowed: map[synkfs.Key]map[string]bool{}}
+	h := &History{values: map[string]bool{}, allowed: map[synkfs.Key]map[string]bool{},
+		nextSeq: 1, runs: map[uint64]commitRun{}}
 	h.reset("")
 	return h
 }
@@ -67,6 +76,14 @@ func (h *History) reset(epoch string) {
 
 // Wrap returns s with every Apply reported to h. The first store wrapped
 // (or one with a new epoch) starts a new epoch in h.
+//
+// A store that several servers share (one implementing synkfs.Committer
+// and synkfs.Watcher, such as pgstore) is returned with Commit, Watch
+// and Ping kept: the server finds them by type assertion, and a wrapper
+// hiding Commit would make each server an independent committer. Its
+// commits are recorded in the order the store's lock ran them, whatever
+// order their calls return in; several stores over one database may be
+// wrapped by the same History.
 func (h *History) Wrap(s synkfs.Store) synkfs.Store {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -83,7 +100,13 @@ func (h *History) Wrap(s synkfs.Store) synkfs.Store {
 		h.reset(s.Epoch())
 		h.version = s.Version()
 	}
-	return &watchedStore{Store: s, h: h}
+	w := &watchedStore{Store: s, h: h}
+	cm, isCommitter := s.(synkfs.Committer)
+	wt, isWatcher := s.(synkfs.Watcher)
+	if isCommitter && isWatcher {
+		return &sharedStore{watchedStore: w, cm: cm, wt: wt}
+	}
+	return w
 }
 
 // Reopened checks a store reopened from disk (the server restarted with
@@ -105,21 +128,10 @@ func (h *History) Reopened(s synkfs.Store) {
 		h.fail("reopened store has epoch %q, want %q", s.Epoch(), h.epoch)
 		return
 	}
-	got := map[synkfs.Key]string{}
-	var after synkfs.Key
-	for {
-		recs, err := s.Scan(after, 1000)
-		if err != nil {
-			h.fail("scan reopened store: %v", err)
-			return
-		}
-		for _, r := range recs {
-			got[r.Key] = canonical(r.Body)
-		}
-		if len(recs) < 1000 {
-			break
-		}
-		after = recs[len(recs)-1].Key
+	got, err := scanAll(s)
+	if err != nil {
+		h.fail("scan reopened store: %v", err)
+		return
 	}
 	for _, u := range h.uncertain {
 		if h.reached(u, s, got) {
@@ -131,14 +143,77 @@ func (h *History) Reopened(s synkfs.Store) {
 	if s.Version() != h.version {
 		h.fail("reopened store is at version %d, the last acknowledged commit at %d", s.Version(), h.version)
 	}
+	h.compare(s, got)
+}
+
+// scanAll reads the live records of s as canonical JSON.
+func scanAll(s synkfs.Store) (map[synkfs.Key]string, error) {
+	got := map[synkfs.Key]string{}
+	var after synkfs.Key
+	for {
+		recs, err := s.Scan(after, 1000)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			got[r.Key] = canonical(r.Body)
+		}
+		if len(recs) < 1000 {
+			return got, nil
+		}
+		after = recs[len(recs)-1].Key
+	}
+}
+
+// CheckShared checks a shared store (one wrapped as a sharedStore) at the
+// end of a run, when no commit is in progress: every commit reported is
+// recorded (a commit whose outcome was unknown counts when the store
+// moved past it), and the store holds exactly what the acknowledged
+// commits left: the same version, the same live records, and no client's
+// batch record behind the last one acknowledged.
+func (h *History) CheckShared(s synkfs.Store) {
+	for try := 0; ; try++ {
+		v := s.Version()
+		got, err := scanAll(s)
+		if err == nil && s.Version() != v {
+			err = fmt.Errorf("the store moved from version %d to %d during the scan", v, s.Version())
+		}
+		if err != nil {
+			if try < 3 {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			h.mu.Lock()
+			h.fail("scan the shared store: %v", err)
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.drain(v)
+		if s.Epoch() != h.epoch {
+			h.fail("the shared store has epoch %q, want %q", s.Epoch(), h.epoch)
+			return
+		}
+		if v != h.version {
+			h.fail("durability: the shared store is at version %d, the last commit recorded at %d", v, h.version)
+		}
+		h.compare(s, got)
+		return
+	}
+}
+
+// compare checks the live records got of store s against the records
+// and client batch records the history acknowledged.
+func (h *History) compare(s synkfs.Store, got map[synkfs.Key]string) {
 	for k, b := range h.state {
 		if b != "" && got[k] != b {
-			h.fail("durability: %s is %q after the restart, acknowledged as %q", k.Path(), got[k], b)
+			h.fail("durability: %s is %q in the store, acknowledged as %q", k.Path(), got[k], b)
 		}
 	}
 	for k := range got {
 		if h.state[k] == "" {
-			h.fail("durability: %s is live after the restart but was never acknowledged live", k.Path())
+			h.fail("durability: %s is live in the store but was never acknowledged live", k.Path())
 		}
 	}
 	for id := range h.lastBatch {
@@ -146,7 +221,7 @@ func (h *History) Reopened(s synkfs.Store) {
 		var br struct{ Batch uint64 }
 		_ = json.Unmarshal(raw, &br)
 		if br.Batch < h.lastBatch[id] {
-			h.fail("durability: client %s's last batch is %d after the restart, %d was acknowledged", id, br.Batch, h.lastBatch[id])
+			h.fail("durability: client %s's last batch is %d in the store, %d was acknowledged", id, br.Batch, h.lastBatch[id])
 		}
 		h.lastBatch[id] = br.Batch
 	}
@@ -336,6 +411,140 @@ func hasNew(vals []string, seen map[string]bool) bool {
 		}
 	}
 	return false
+}
+
+// commitRun is one run of a Commit's fn through a sharedStore: it ran
+// holding the store's lock, which every writer takes, so the sequence
+// numbers of runs are the order of the store's transactions.
+type commitRun struct {
+	view  uint64       // the version fn's view was at
+	batch synkfs.Batch // what fn returned (empty when it failed)
+	// done: the commit returned nil after this run; failed: it returned
+	// an error after this run, which may or may not have committed (a
+	// link lost during COMMIT); neither: a run that was retried, or whose
+	// batch was empty, so nothing of it was committed.
+	done, failed bool
+}
+
+// ran reports the runs of one Commit call (their sequence numbers, in
+// order), the last run's view and batch, and the call's error; then
+// records every commit whose turn has come.
+func (h *History) ran(seqs []uint64, view uint64, b synkfs.Batch, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, n := range seqs {
+		r := commitRun{view: view}
+		if i == len(seqs)-1 && !b.Empty() {
+			r.batch, r.done, r.failed = b, err == nil, err != nil
+		}
+		h.runs[n] = r
+	}
+	h.flush(false)
+}
+
+// flush records the runs reported, in sequence order, up to the first
+// one not reported yet (final: up to the last one reported; see drain).
+func (h *History) flush(final bool) {
+	for h.record(final) {
+	}
+}
+
+// record records the next run in sequence order and reports whether it
+// could. A failed run with changes committed if the next run's view is
+// at its version; that decides it once the next run is reported (final:
+// with no next run, it did not). A failed run with only metadata is not
+// recorded: nothing later tells whether it landed, and recording it or
+// not changes no check that could then fail wrongly.
+func (h *History) record(final bool) bool {
+	r, ok := h.runs[h.nextSeq]
+	if !ok {
+		return false
+	}
+	if r.failed {
+		next, ok := h.runs[h.nextSeq+1]
+		if !ok && !final {
+			return false
+		}
+		changes := len(r.batch.Puts)+len(r.batch.Deletes) > 0
+		if ok && changes && next.view >= r.batch.Version {
+			h.commit(r.batch)
+		}
+	} else if r.done {
+		if r.view != h.version {
+			h.fail("a commit ran on a view at version %d after the commit of version %d", r.view, h.version)
+		}
+		h.commit(r.batch)
+	}
+	delete(h.runs, h.nextSeq)
+	h.nextSeq++
+	return true
+}
+
+// drain records every run reported, when no commit is in progress and
+// the store is at version v: a failed last run counts as committed when
+// v is at its version. A run never reported is a failure (its Commit
+// call did not return).
+func (h *History) drain(v uint64) {
+	if len(h.runs) == 0 {
+		return
+	}
+	last := slices.Max(slices.Collect(maps.Keys(h.runs)))
+	h.runs[last+1] = commitRun{view: v} // stands for the store now
+	for h.nextSeq <= last {
+		if !h.record(true) {
+			h.fail("commit run %d never reported (a Commit call did not return)", h.nextSeq)
+			h.nextSeq++
+		}
+	}
+	delete(h.runs, last+1)
+}
+
+// sharedStore is a watchedStore of a store that several servers write at
+// once: it keeps the store's Commit, Watch and Ping, and reports each
+// commit with its place in the store's order.
+type sharedStore struct {
+	*watchedStore
+	cm synkfs.Committer
+	wt synkfs.Watcher
+}
+
+var (
+	_ synkfs.Committer = (*sharedStore)(nil)
+	_ synkfs.Watcher   = (*sharedStore)(nil)
+)
+
+// Commit runs the store's Commit, numbering each run of fn while it holds
+// the store's lock, and reports the runs once the call returns.
+func (s *sharedStore) Commit(ctx context.Context, fn func(synkfs.View) (synkfs.Batch, error)) error {
+	var (
+		seqs []uint64
+		view uint64
+		last synkfs.Batch
+	)
+	err := s.cm.Commit(ctx, func(v synkfs.View) (synkfs.Batch, error) {
+		b, err := fn(v)
+		seqs = append(seqs, s.h.seq.Add(1))
+		view, last = v.Version(), b
+		if err != nil {
+			last = synkfs.Batch{}
+		}
+		return b, err
+	})
+	s.h.ran(seqs, view, last, err)
+	return err
+}
+
+// Watch is the store's.
+func (s *sharedStore) Watch(ctx context.Context, fn func(version uint64)) error {
+	return s.wt.Watch(ctx, fn)
+}
+
+// Ping is the store's, when it has one; nil otherwise.
+func (s *sharedStore) Ping(ctx context.Context) error {
+	if p, ok := s.Store.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping(ctx)
+	}
+	return nil
 }
 
 // watchedStore reports every Apply to its History.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"time"
 )
@@ -25,13 +26,15 @@ type Relay struct {
 
 	mu      sync.Mutex
 	target  string
+	targets []string   // when set, each new link goes to one at random
+	pick    *rand.Rand // chooses among targets
 	down    bool
 	frozen  bool
 	dropIn  bool // drop server-to-client bytes
 	delay   time.Duration
 	dup     float64 // probability of repeating a whole data message
 	rng     *rand.Rand
-	conns   map[net.Conn]bool
+	conns   map[net.Conn]string // both ends of each link, to its target
 	closed  bool
 	stats   RelayStats
 	sleeper func(time.Duration)
@@ -53,8 +56,9 @@ func NewRelay(target string, seed uint64) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
-	r := &Relay{ln: ln, target: target, conns: map[net.Conn]bool{},
-		rng: rand.New(rand.NewPCG(seed, 0x5eed)), sleeper: time.Sleep}
+	r := &Relay{ln: ln, target: target, conns: map[net.Conn]string{},
+		rng: rand.New(rand.NewPCG(seed, 0x5eed)), pick: rand.New(rand.NewPCG(seed, 0x7a79)),
+		sleeper: time.Sleep}
 	r.wg.Add(1)
 	go r.accept()
 	return r, nil
@@ -71,6 +75,46 @@ func (r *Relay) URL() string { return "ws://" + r.Addr() + "/" }
 func (r *Relay) SetTarget(addr string) {
 	r.mu.Lock()
 	r.target = addr
+	r.mu.Unlock()
+}
+
+// SetTargets makes each new link go to one of addrs (host:port), chosen
+// at random (from the relay's seed) when the link is made: servers that
+// share one database, behind a load balancer. Existing links are left
+// alone. Empty addrs goes back to the single target of SetTarget.
+func (r *Relay) SetTargets(addrs []string) {
+	r.mu.Lock()
+	r.targets = slices.Clone(addrs)
+	r.mu.Unlock()
+}
+
+// LinkTargets returns the target of each link relayed now (one entry per
+// link).
+func (r *Relay) LinkTargets() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for c, t := range r.conns {
+		if c.LocalAddr().String() == r.ln.Addr().String() { // the replica's end
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// CutTarget closes the links relayed to addr (host:port): the server
+// there is gone at once, as if its process crashed.
+func (r *Relay) CutTarget(addr string) {
+	r.mu.Lock()
+	n := 0
+	for c, t := range r.conns {
+		if t == addr {
+			c.Close()
+			delete(r.conns, c)
+			n++
+		}
+	}
+	r.stats.Cuts += n / 2
 	r.mu.Unlock()
 }
 
@@ -164,6 +208,9 @@ func (r *Relay) accept() {
 		}
 		r.mu.Lock()
 		down, target, closed := r.down, r.target, r.closed
+		if len(r.targets) > 0 {
+			target = r.targets[r.pick.IntN(len(r.targets))]
+		}
 		if down {
 			r.stats.Refused++
 		}
@@ -184,7 +231,7 @@ func (r *Relay) accept() {
 			s.Close()
 			continue
 		}
-		r.conns[c], r.conns[s] = true, true
+		r.conns[c], r.conns[s] = target, target
 		r.stats.Links++
 		r.mu.Unlock()
 		r.wg.Add(2)
@@ -264,7 +311,7 @@ func (r *Relay) pipe(dst, src net.Conn, incoming bool) {
 func (r *Relay) forward(dst, src net.Conn, out []byte, f frame, isFrame, incoming bool) bool {
 	for {
 		r.mu.Lock()
-		frozen, open, delay := r.frozen, r.conns[src], r.delay
+		frozen, open, delay := r.frozen, r.conns[src] != "", r.delay
 		drop := r.dropIn && incoming && isFrame
 		twice := isFrame && f.message() && r.dup > 0 && r.rng.Float64() < r.dup
 		if !frozen && drop {
