@@ -50,7 +50,7 @@ func (s *Store) txOnce(ctx context.Context, fn func(c *pgxpool.Conn, cur uint64,
 		conn.Release()
 	}()
 	var start pgx.Batch
-	start.Queue("BEGIN")
+	start.Queue("BEGIN ISOLATION LEVEL READ COMMITTED") // whatever the database default: see the package doc
 	var v int64
 	start.Queue(`SELECT version FROM synkfs_head FOR UPDATE`).QueryRow(func(row pgx.Row) error { return row.Scan(&v) })
 	if err := conn.SendBatch(ctx, &start).Close(); err != nil {
@@ -101,7 +101,10 @@ func (s *Store) Apply(ctx context.Context, b synkfs.Batch) error {
 // same transaction (see synkfs.Committer). The batch's Version must be
 // the view's Version()+1, with every put and delete at that version, or
 // the view's Version() with metadata only; anything else returns
-// ErrStaleVersion. An error from fn (or from a read of the View, even one
+// ErrStaleVersion. As with any database, an error from the final round
+// trip (the link lost at COMMIT) leaves it unknown whether the batch
+// committed; a server's batch table, written in the same Commit, makes
+// the client's resend safe. An error from fn (or from a read of the View, even one
 // fn ignored), or an empty batch, commits nothing. After a serialization
 // failure or a deadlock, Commit runs the transaction again, fn included,
 // up to Options.Retries times.
