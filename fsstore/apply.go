@@ -230,10 +230,14 @@ func (s *Store) apply(o op) error {
 		s.st.idx.set(r.Key, e)
 	}
 	for _, d := range b.Deletes {
-		if !o.guard || !s.keepOnDelete(d.Key) {
-			if err := s.removeRecord(d.Key); err != nil {
-				return err
-			}
+		var err error
+		if o.guard {
+			err = s.removeGuarded(d.Key)
+		} else {
+			err = s.removeRecord(d.Key)
+		}
+		if err != nil {
+			return err
 		}
 		s.st.idx.set(d.Key, entry{Version: d.Version, Deleted: true, DelTime: o.time})
 	}
@@ -255,9 +259,10 @@ func (s *Store) writeRecord(r synkfs.Record) (entry, error) {
 }
 
 // writeRecordIf is writeRecord, except that when keep is set, it is
-// called once the temporary file is written, right before the rename:
-// when it reports true, the file is left as it is, the temporary file is
-// removed, and keep's entry is returned.
+// called once the new file is written, right before it replaces the
+// record file: when it reports true, the file is left as it is, the new
+// file is removed, and keep's entry is returned; and a save that lands
+// after that look is not replaced either (see writeGuarded).
 func (s *Store) writeRecordIf(r synkfs.Record, keep func(synkfs.Record) (entry, bool)) (entry, error) {
 	rel, err := KeyPath(r.Key)
 	if err != nil {
@@ -281,6 +286,9 @@ func (s *Store) writeRecordIf(r synkfs.Record, keep func(synkfs.Record) (entry, 
 		}
 		s.dirs[dir] = true
 	}
+	if keep != nil {
+		return s.writeGuarded(r, rel, path, data, keep)
+	}
 	f, err := s.createTemp(dir)
 	if err != nil {
 		return entry{}, err
@@ -293,12 +301,6 @@ func (s *Store) writeRecordIf(r synkfs.Record, keep func(synkfs.Record) (entry, 
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
-	}
-	if err == nil && keep != nil {
-		if e, ok := keep(r); ok {
-			_ = s.fs.Remove(tmp)
-			return e, nil
-		}
 	}
 	if err == nil {
 		err = s.fs.Rename(tmp, path)

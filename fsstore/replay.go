@@ -227,11 +227,8 @@ func tornOwn(raw, body []byte) bool {
 	return err == nil && bytes.HasPrefix(data, raw)
 }
 
-// keepAside moves k's file into the recovery folder, as
-// .synk/recovery/<type>/<escaped id>.<time>.invalid-local.json (a counter
-// added when taken), the layout a replica uses for the same kind of copy.
-// The file is moved, not copied: a program still writing to it goes on
-// writing into the copy. A file already gone is no error.
+// keepAside moves k's file into the recovery folder (see moveAside) as an
+// invalid-local copy. A file already gone is no error.
 func (s *Store) keepAside(k synkfs.Key) error {
 	rel, err := KeyPath(k)
 	if err != nil {
@@ -241,8 +238,21 @@ func (s *Store) keepAside(k synkfs.Key) error {
 	if err != nil {
 		return err
 	}
+	return s.moveAside(k, src, "invalid-local")
+}
+
+// moveAside moves the file src, a file of record k, into the recovery
+// folder, as .synk/recovery/<type>/<escaped id>.<time>.<why>.json (a
+// counter added when taken), the layout a replica uses for the same kind
+// of copy. The file is moved, not copied: a program still writing to it
+// goes on writing into the copy. A file already gone is no error.
+func (s *Store) moveAside(k synkfs.Key, src, why string) error {
+	rel, err := KeyPath(k)
+	if err != nil {
+		return err
+	}
 	typ, file, _ := strings.Cut(rel, "/")
-	stem := strings.TrimSuffix(file, Ext) + "." + time.Now().UTC().Format("20060102T150405") + ".invalid-local"
+	stem := strings.TrimSuffix(file, Ext) + "." + time.Now().UTC().Format("20060102T150405") + "." + why
 	var dst string
 	for n := 1; ; n++ {
 		name := stem + Ext

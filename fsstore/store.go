@@ -239,6 +239,12 @@ func (s *Store) open() error {
 	if err != nil {
 		return err
 	}
+	// A guarded write or delete that the crash stopped may have left a
+	// save under its record's swap name: put it back before the replay
+	// looks at the records (see swap.go).
+	if err := s.settleSwaps(ops); err != nil {
+		return err
+	}
 	if err := s.replayAll(ops); err != nil {
 		return err
 	}
