@@ -112,6 +112,10 @@ type Snapshot struct {
 	// replica's cursor becomes (Epoch, Version) once every page is applied.
 	// Changes made during the walk arrive afterwards as changes since it.
 	Version uint64
+	// Total is the number of live records the server held when the first
+	// page was read (0 when it does not say): a figure for progress, as
+	// records change during the walk.
+	Total int
 	// Pages yields the pages in key order, each a slice of records the
 	// replica may keep, fetching each from the server as the previous one
 	// is consumed. After an error it yields nothing more. It may be

@@ -331,7 +331,7 @@ func (s *session) resync(ctx context.Context) error {
 			}
 		}
 	}
-	snap := &Snapshot{Epoch: first.Epoch, Version: first.Version, Pages: pages}
+	snap := &Snapshot{Epoch: first.Epoch, Version: first.Version, Total: first.Total, Pages: pages}
 	if err := s.r.ApplySnapshot(ctx, snap); err != nil {
 		return fmt.Errorf("apply snapshot: %w", err)
 	}

@@ -453,7 +453,7 @@ func (r *Replica) ApplySnapshot(ctx context.Context, s *client.Snapshot) error {
 		}
 		count += len(page)
 		if r.opts.OnProgress != nil {
-			r.opts.OnProgress(count, false)
+			r.opts.OnProgress(count, s.Total, false)
 		}
 	}
 
@@ -511,7 +511,7 @@ func (r *Replica) ApplySnapshot(ctx context.Context, s *client.Snapshot) error {
 		return fmt.Errorf("apply snapshot: %w", err)
 	}
 	if r.opts.OnProgress != nil {
-		r.opts.OnProgress(count, true)
+		r.opts.OnProgress(count, s.Total, true)
 	}
 	r.log.Info("snapshot applied", "epoch", s.Epoch, "version", s.Version, "records", count, "staged", len(r.stage))
 	return nil

@@ -104,8 +104,10 @@ type Options struct {
 	// nor call back into the Replica.
 	OnEvent func(Event)
 	// OnProgress, if set, is called during a snapshot with the number of
-	// records applied so far; done is true after the last page.
-	OnProgress func(records int, done bool)
+	// records applied so far and the number the server announced (0 when
+	// unknown; records change during the walk, so count may pass it);
+	// done is true after the last page.
+	OnProgress func(records, total int, done bool)
 	// Debounce is how long a changed file must stay quiet before it is
 	// staged (long enough that a half-written file is not sent; a save
 	// caught mid-write is a bad entry until it settles, never sent).

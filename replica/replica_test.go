@@ -495,6 +495,27 @@ func TestAttachExistingFolderAndInitialSnapshot(t *testing.T) {
 	}
 }
 
+// TestInitialSyncProgress: the initial snapshot reports how many records
+// are applied out of how many the server announced.
+func TestInitialSyncProgress(t *testing.T) {
+	srv := newServer(t)
+	a := newSide(t, srv.url, nil)
+	for i := range 12 {
+		a.write(fmt.Sprintf("p/%d.json", i), `{}`)
+	}
+	a.sync()
+	type call struct {
+		n, total int
+		done     bool
+	}
+	var calls []call
+	b := newSide(t, srv.url, &Options{OnProgress: func(n, total int, done bool) { calls = append(calls, call{n, total, done}) }})
+	b.sync()
+	if len(calls) == 0 || calls[len(calls)-1] != (call{12, 12, true}) {
+		t.Fatalf("progress calls = %+v, want the last to be 12 of 12, done", calls)
+	}
+}
+
 func TestNewEpochKeepsLocalEdits(t *testing.T) {
 	srv := newServer(t)
 	a := newSide(t, srv.url, nil)

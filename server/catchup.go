@@ -128,7 +128,7 @@ func (c *client) sendSnapshotPage(req *wire.SnapshotRequest) error {
 		after = *req.After
 	}
 	st := c.s.store
-	page := &wire.SnapshotPage{Epoch: st.Epoch(), Version: st.Version()}
+	page := &wire.SnapshotPage{Epoch: st.Epoch(), Version: st.Version(), Total: st.Count()}
 	recs, err := st.Scan(after, limit)
 	if err != nil {
 		return err

@@ -239,7 +239,7 @@ func TestSnapshotPages(t *testing.T) {
 		}
 		e.send(&wire.SnapshotRequest{After: after, Limit: 100})
 		p := next[*wire.SnapshotPage](e)
-		if len(p.Records) > 7 || p.Version != 1 || p.Epoch != h.store.Epoch() {
+		if len(p.Records) > 7 || p.Version != 1 || p.Epoch != h.store.Epoch() || p.Total != 25 {
 			t.Fatalf("page = %+v", p)
 		}
 		for _, r := range p.Records {

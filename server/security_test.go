@@ -251,6 +251,9 @@ func TestTypeLimitedToken(t *testing.T) {
 	for range 20 {
 		e.send(&wire.SnapshotRequest{After: after, Limit: 2})
 		p := next[*wire.SnapshotPage](e)
+		if p.Total != 0 {
+			t.Fatalf("a type-limited snapshot page tells the number of all records: %d", p.Total)
+		}
 		for _, r := range p.Records {
 			if !allowed(r.Key) {
 				t.Fatalf("snapshot leaked %s", r.Key)

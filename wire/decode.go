@@ -239,6 +239,7 @@ func (d *decoder) snapshotPage() (Message, error) {
 		d.uint("version", &m.Version, false),
 		d.key(d.f, "next", &m.Next),
 		d.bool("done", &m.Done),
+		d.int("total", &m.Total),
 	); err != nil {
 		return firstError(nil, err)
 	}

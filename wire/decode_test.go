@@ -38,7 +38,7 @@ func allMessages() []Message {
 		&SnapshotRequest{After: &synkfs.Key{Type: "user", ID: "41"}, Limit: 1000},
 		&SnapshotRequest{},
 		&SnapshotPage{Epoch: "e-9", Version: 57, Records: []synkfs.Record{rec("user", "1040", 3, `{"n":1}`)}, Next: &synkfs.Key{Type: "user", ID: "1040"}},
-		&SnapshotPage{Epoch: "e-9", Version: 57, Done: true},
+		&SnapshotPage{Epoch: "e-9", Version: 57, Done: true, Total: 52000},
 		&Error{Code: CodeTooLarge, Message: "message of 9 MiB is over the 4 MiB limit", Batch: 8},
 	}
 }

@@ -141,6 +141,10 @@ type SnapshotPage struct {
 	// Next is the key to ask for the next page after; nil when Done.
 	Next *synkfs.Key `json:"next,omitempty"`
 	Done bool        `json:"done"`
+	// Total is the number of live records the server held when it read
+	// the page, for progress figures; 0 when unknown (a token limited to
+	// some types sees only part of them).
+	Total int `json:"total,omitempty"`
 }
 
 // Error reports a refused message to an extended client.

@@ -123,11 +123,14 @@ func newProgress(w io.Writer) *progress {
 	)}
 }
 
-func (p *progress) progress(n int, done bool) {
+func (p *progress) progress(n, total int, done bool) {
 	if p.bar == nil || (!p.started && n < progressFrom) {
 		return
 	}
 	p.started = true
+	if total > 0 && total >= n && p.bar.GetMax() != total {
+		p.bar.ChangeMax(total) // a figure with an end: percent and time left
+	}
 	_ = p.bar.Set(n)
 	if done {
 		_ = p.bar.Finish()
