@@ -17,6 +17,13 @@ type KeyValidator interface {
 	ValidateKey(k synkfs.Key) error
 }
 
+// preloader is implemented by views that read a remote store (pgstore's):
+// Preload fetches what Lookup will be asked for a whole batch in one round
+// trip rather than one per record.
+type preloader interface {
+	Preload(keys []synkfs.Key) error
+}
+
 // maxKeyPart bounds a key's type and id, in bytes.
 const maxKeyPart = 1024
 
@@ -242,6 +249,15 @@ func (s *Server) decide(c *client, m *wire.Changes, view synkfs.View) (outcome, 
 	last := make(map[synkfs.Key]int, len(ops))
 	for i, o := range ops {
 		last[o.key] = i
+	}
+	if p, ok := view.(preloader); ok && len(last) > 1 {
+		keys := make([]synkfs.Key, 0, len(last))
+		for k := range last {
+			keys = append(keys, k)
+		}
+		// A failure fails the commit (the view remembers it); the
+		// lookups below then answer from nothing and are not used.
+		_ = p.Preload(keys)
 	}
 
 	b := synkfs.Batch{Version: next}
