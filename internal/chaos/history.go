@@ -426,14 +426,14 @@ type commitRun struct {
 	done, failed bool
 }
 
-// ran reports the runs of one Commit call (their sequence numbers, in
-// order), the last run's view and batch, and the call's error; then
-// records every commit whose turn has come.
-func (h *History) ran(seqs []uint64, view uint64, b synkfs.Batch, err error) {
+// ran reports the runs of one Commit call (their sequence numbers and
+// the versions of their views, in order), the last run's batch, and the
+// call's error; then records every commit whose turn has come.
+func (h *History) ran(seqs, views []uint64, b synkfs.Batch, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for i, n := range seqs {
-		r := commitRun{view: view}
+		r := commitRun{view: views[i]}
 		if i == len(seqs)-1 && !b.Empty() {
 			r.batch, r.done, r.failed = b, err == nil, err != nil
 		}
@@ -517,20 +517,19 @@ var (
 // the store's lock, and reports the runs once the call returns.
 func (s *sharedStore) Commit(ctx context.Context, fn func(synkfs.View) (synkfs.Batch, error)) error {
 	var (
-		seqs []uint64
-		view uint64
-		last synkfs.Batch
+		seqs, views []uint64
+		last        synkfs.Batch
 	)
 	err := s.cm.Commit(ctx, func(v synkfs.View) (synkfs.Batch, error) {
 		b, err := fn(v)
-		seqs = append(seqs, s.h.seq.Add(1))
-		view, last = v.Version(), b
+		seqs, views = append(seqs, s.h.seq.Add(1)), append(views, v.Version())
+		last = b
 		if err != nil {
 			last = synkfs.Batch{}
 		}
 		return b, err
 	})
-	s.h.ran(seqs, view, last, err)
+	s.h.ran(seqs, views, last, err)
 	return err
 }
 
