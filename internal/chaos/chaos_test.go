@@ -156,11 +156,11 @@ var pgSeeds = []struct {
 // replica's every link going to a live one at random, with instance
 // stops and crashes, killed database links and killed LISTEN connections
 // among the faults. It runs the regression seeds of pgSeeds plus random
-// ones (SYNKFS_CHAOS_SEEDS, default 1) of SYNKFS_CHAOS_STEPS steps; -seed
+// ones (SYNKFS_CHAOS_SEEDS, default 2) of SYNKFS_CHAOS_STEPS steps; -seed
 // N runs only seed N. Without PostgreSQL it skips (fails with CI=true).
 func TestChaosPostgres(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the postgres chaos run takes about 20 s; skipped with -short")
+		t.Skip("the postgres chaos run takes about 20 s under -race; skipped with -short")
 	}
 	steps := envInt(t, "SYNKFS_CHAOS_STEPS", shortSteps)
 	var seeds []uint64
@@ -168,7 +168,7 @@ func TestChaosPostgres(t *testing.T) {
 		seeds = append(seeds, r.seed)
 	}
 	base := uint64(time.Now().UnixNano() % 1_000_000)
-	for i := range envInt(t, "SYNKFS_CHAOS_SEEDS", 1) {
+	for i := range envInt(t, "SYNKFS_CHAOS_SEEDS", 2) {
 		seeds = append(seeds, base+uint64(i)*7919)
 	}
 	if *seedFlag != 0 {

@@ -673,6 +673,9 @@ func (c *cluster) quiesce(ctx context.Context) {
 				n.kickScan()
 			}
 		}
+		if i%50 == 49 {
+			c.cfg.Logf("seed %d: not settled after %s:\n  %s", c.cfg.Seed, time.Since(deadline.Add(-c.cfg.Quiesce)).Round(time.Second), why)
+		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	c.failf("no convergence within %s:\n  %s", c.cfg.Quiesce, why)

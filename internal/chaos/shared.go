@@ -24,8 +24,8 @@ import (
 // later on a new port), kill the database links of one, or kill a
 // LISTEN connection so that its Watch must reconnect.
 
-// notifyKey is the record of the notify check, outside the key space of
-// user operations.
+// notifyKey is the record of the notify check (its ID followed by a
+// number), outside the key space of user operations.
 var notifyKey = synkfs.Key{Type: "note", ID: "notify"}
 
 // instance is one server of the postgres mode.
@@ -279,30 +279,41 @@ func (c *cluster) readStore() *pgstore.Store {
 
 // checkNotify checks that a change reaches the replicas of every other
 // instance over live links, through the instances' Watch (LISTEN/NOTIFY)
-// and nothing else: one replica writes a record, and every replica must
-// get it without its link being made anew. A replica whose link was made
-// anew meanwhile proves nothing either way and is not counted.
+// and nothing else: for each instance that replicas are linked to, one
+// of them writes a record, and every replica must get it without its
+// link being made anew. A replica whose link was made anew meanwhile
+// proves nothing either way and is not counted.
 func (c *cluster) checkNotify(ctx context.Context) {
-	if len(c.nodes) < 2 {
-		return
+	seen := map[string]bool{}
+	for _, w := range c.nodes {
+		from := w.relay.LinkTargets()
+		if len(from) != 1 || seen[from[0]] {
+			continue
+		}
+		seen[from[0]] = true
+		c.notifyFrom(ctx, w, from[0], synkfs.Key{Type: notifyKey.Type, ID: fmt.Sprintf("%s%d", notifyKey.ID, len(seen))})
 	}
+}
+
+// notifyFrom has w, linked to the instance at from, write k, and checks
+// that every other replica gets it.
+func (c *cluster) notifyFrom(ctx context.Context, w *node, from string, k synkfs.Key) {
 	links := make([]int, len(c.nodes))
 	for i, n := range c.nodes {
 		links[i] = n.relay.Stats().Links
 	}
-	w := c.nodes[0]
-	from := w.relay.LinkTargets()
-	k := notifyKey
 	c.write(w, k, []string{"a"}, 0)
-	body := readBody(w.path(k))
-	want, _ := body["a"].(string)
+	want, _ := readBody(w.path(k))["a"].(string)
 	deadline := time.Now().Add(15 * time.Second)
-	for _, n := range c.nodes[1:] {
+	for _, n := range c.nodes {
+		if n == w {
+			continue
+		}
 		for {
 			got := readBody(n.path(k))
 			if got != nil && got["a"] == want {
 				to := n.relay.LinkTargets()
-				if n.relay.Stats().Links == links[n.i] && len(from) == 1 && len(to) == 1 && from[0] != to[0] {
+				if n.relay.Stats().Links == links[n.i] && len(to) == 1 && to[0] != from {
 					c.rep.Checks["notify: a change through one instance reaches the replicas of the others over live links"]++
 				}
 				break
