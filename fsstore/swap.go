@@ -123,6 +123,7 @@ func (s *Store) writeGuarded(r synkfs.Record, rel, path string, data []byte, kee
 			if err := s.restore(r.Key, rel, path, swap, own); err != nil {
 				return entry{}, err
 			}
+			s.log.Info("kept a save made while a change was written", "record", rel)
 			return savedEntry(r.Version, want), nil
 		}
 		if errors.Is(err, fs.ErrNotExist) {
@@ -218,7 +219,11 @@ func (s *Store) removeGuarded(k synkfs.Key) error {
 		return nil
 	}
 	// A save landed between the look and the rename.
-	return s.restore(k, rel, path, swap, own)
+	if err := s.restore(k, rel, path, swap, own); err != nil {
+		return err
+	}
+	s.log.Info("kept a save made while a record was deleted", "record", rel)
+	return nil
 }
 
 // settleSwap deals with a file at k's swap name, left by a guarded write
