@@ -54,6 +54,9 @@ type History struct {
 	runs    map[uint64]commitRun // runs reported, not yet recorded
 
 	Batches, Records, MetaOnly int
+	// Commits through a shared store that returned an error: how many,
+	// and how many of those committed all the same.
+	Unknown, UnknownLanded int
 }
 
 // NewHistory returns an empty history.
@@ -465,8 +468,10 @@ func (h *History) record(final bool) bool {
 		if !ok && !final {
 			return false
 		}
+		h.Unknown++
 		changes := len(r.batch.Puts)+len(r.batch.Deletes) > 0
 		if ok && changes && next.view >= r.batch.Version {
+			h.UnknownLanded++
 			h.commit(r.batch)
 		}
 	} else if r.done {

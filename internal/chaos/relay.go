@@ -35,6 +35,7 @@ type Relay struct {
 	dup     float64 // probability of repeating a whole data message
 	rng     *rand.Rand
 	conns   map[net.Conn]string // both ends of each link, to its target
+	damaged map[net.Conn]bool   // server ends of links that lost frames
 	closed  bool
 	stats   RelayStats
 	sleeper func(time.Duration)
@@ -56,7 +57,7 @@ func NewRelay(target string, seed uint64) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
-	r := &Relay{ln: ln, target: target, conns: map[net.Conn]string{},
+	r := &Relay{ln: ln, target: target, conns: map[net.Conn]string{}, damaged: map[net.Conn]bool{},
 		rng: rand.New(rand.NewPCG(seed, 0x5eed)), pick: rand.New(rand.NewPCG(seed, 0x7a79)),
 		sleeper: time.Sleep}
 	r.wg.Add(1)
@@ -100,6 +101,15 @@ func (r *Relay) LinkTargets() []string {
 		}
 	}
 	return out
+}
+
+// Damaged reports whether a link open now lost frames (SetDropIncoming):
+// no TCP link does that and stays up, so such a link is no test of what
+// the peers do over a working one.
+func (r *Relay) Damaged() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.damaged) > 0
 }
 
 // CutTarget closes the links relayed to addr (host:port): the server
@@ -250,6 +260,8 @@ func (r *Relay) pipe(dst, src net.Conn, incoming bool) {
 		r.mu.Lock()
 		delete(r.conns, dst)
 		delete(r.conns, src)
+		delete(r.damaged, dst)
+		delete(r.damaged, src)
 		r.mu.Unlock()
 	}()
 	var buf []byte
@@ -316,6 +328,7 @@ func (r *Relay) forward(dst, src net.Conn, out []byte, f frame, isFrame, incomin
 		twice := isFrame && f.message() && r.dup > 0 && r.rng.Float64() < r.dup
 		if !frozen && drop {
 			r.stats.Dropped++
+			r.damaged[src] = true
 		}
 		if !frozen && twice {
 			r.stats.Duplicated++
