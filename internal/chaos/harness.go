@@ -29,10 +29,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/synkfs/synkfs"
 	"github.com/synkfs/synkfs/fsstore"
 	"github.com/synkfs/synkfs/internal/vfs"
@@ -320,7 +321,9 @@ type cluster struct {
 
 	// the postgres mode (shared.go)
 	insts   []*instance
-	pgAdmin *pgx.Conn // kills database connections
+	pgAdmin *pgxpool.Pool  // kills database connections
+	storms  sync.WaitGroup // db-link-kill goroutines
+	killed  atomic.Int64   // database connections they killed
 
 	nodes []*node
 
@@ -754,6 +757,8 @@ func diff(want, got map[synkfs.Key]string) string {
 // check runs the end-of-run invariants.
 func (c *cluster) check() {
 	if c.mode == "postgres" {
+		c.storms.Wait()
+		c.rep.Faults["db-connections-killed"] += int(c.killed.Load())
 		if s := c.readStore(); s != nil {
 			c.hist.CheckShared(s)
 			c.rep.Checks["durability: the database holds exactly the acknowledged commits"]++

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/synkfs/synkfs"
 	"github.com/synkfs/synkfs/pgstore"
 	"github.com/synkfs/synkfs/server"
@@ -59,7 +60,7 @@ var pgFaultKinds = []struct {
 	{"replica-kill-9", 3},
 	{"instance-stop", 3},
 	{"instance-crash", 3},
-	{"db-link-kill", 3},
+	{"db-link-kill", 4},
 	{"listen-kill", 4},
 }
 
@@ -77,7 +78,7 @@ func PostgresFaultKinds() []string {
 func (c *cluster) startInstances() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	admin, err := pgx.Connect(ctx, c.cfg.Postgres)
+	admin, err := pgxpool.New(ctx, c.cfg.Postgres)
 	if err != nil {
 		return fmt.Errorf("connect to the database: %w", err)
 	}
@@ -175,15 +176,37 @@ func (c *cluster) stopInstance(in *instance, crash bool) {
 // condition on pg_stat_activity, with args) in the run's database and
 // returns how many it killed.
 func (c *cluster) terminate(where string, args ...any) int {
+	n, err := c.kill(where, args...)
+	if err != nil {
+		c.failf("kill database connections (%s): %v", where, err)
+	}
+	return n
+}
+
+// kill is terminate for any goroutine: it returns the error.
+func (c *cluster) kill(where string, args ...any) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var n int
 	err := c.pgAdmin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 		WHERE datname = current_database() AND pid <> pg_backend_pid() AND `+where, args...).Scan(&n)
-	if err != nil {
-		c.failf("kill database connections (%s): %v", where, err)
-	}
-	return n
+	c.killed.Add(int64(n))
+	return n, err
+}
+
+// storm kills the database connections of in again and again for d,
+// from a goroutine of its own (waited for by check), so that commits in
+// progress lose their link: before their transaction began, during it,
+// or with COMMIT sent and its answer lost.
+func (c *cluster) storm(in *instance, d time.Duration) {
+	c.storms.Add(1)
+	go func() {
+		defer c.storms.Done()
+		for end := time.Now().Add(d); time.Now().Before(end); {
+			_, _ = c.kill("application_name = $1", in.app)
+			time.Sleep(7 * time.Millisecond)
+		}
+	}()
 }
 
 // listeners returns the process ids of the Watch connections, in order.
@@ -222,9 +245,7 @@ func (c *cluster) instanceFault(kind string, n *node) string {
 		c.stopInstance(in, kind == "instance-crash")
 		in.restartAt = c.step + 5 + c.rng.IntN(30)
 	case "db-link-kill":
-		if c.terminate("application_name = $1", in.app) == 0 {
-			c.rep.Faults["db-link-kill-idle"]++
-		}
+		c.storm(in, time.Duration(50+c.rng.IntN(250))*time.Millisecond)
 	case "listen-kill":
 		// The draw is made whatever the database shows, so that the
 		// schedule stays the same.
@@ -259,8 +280,9 @@ func (c *cluster) stopInstances() {
 	for _, in := range c.insts {
 		c.stopInstance(in, false)
 	}
+	c.storms.Wait()
 	if c.pgAdmin != nil {
-		_ = c.pgAdmin.Close(context.Background())
+		c.pgAdmin.Close()
 		c.pgAdmin = nil
 	}
 }
