@@ -226,7 +226,7 @@ func (s *session) idle() bool {
 	return s.inflight == nil && !s.pulling && s.target <= s.cursor
 }
 
-var wantFeatures = []string{wire.FeatureAck, wire.FeatureConflict, wire.FeatureSnapshot}
+var wantFeatures = []string{wire.FeatureAck, wire.FeatureConflict, wire.FeatureSnapshot, wire.FeatureSkipOwn}
 
 func (s *session) handshake(ctx context.Context) error {
 	hctx, cancel := context.WithTimeout(ctx, s.c.opts.PingTimeout)

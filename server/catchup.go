@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"slices"
 
 	"github.com/coder/websocket"
 	"github.com/synkfs/synkfs"
@@ -19,7 +20,8 @@ func estimate(k synkfs.Key, body []byte) int {
 	return 2*(len(k.Type)+len(k.ID)) + len(body) + 48
 }
 
-// sendChanges answers a pull: every record and tombstone newer than from,
+// sendChanges answers a pull: every record and tombstone newer than from
+// (but, under skip-own, those of the client's own acknowledged pushes),
 // and the server version, as synk's original server does. A reply over
 // the budget is split at version boundaries, each part carrying the
 // version it completes, so a client that loses the link half way resumes
@@ -40,13 +42,14 @@ func (c *client) sendChanges(from uint64) error {
 		}
 		return c.sendFullState(v)
 	}
+	own := c.own.list()
 	var parts []*wire.Changes
 	msg, size := &wire.Changes{}, 0
 	err := st.Since(from, func(ch synkfs.Change) error {
 		if ch.Version > v {
 			return errEnough
 		}
-		if !c.mayRead(ch.Key.Type) {
+		if !c.mayRead(ch.Key.Type) || (own != nil && slices.Contains(own, ch.Version)) {
 			return nil
 		}
 		n := estimate(ch.Key, ch.Body)

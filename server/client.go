@@ -22,7 +22,7 @@ const maxBadRun = 10
 const maxClientID = 256
 
 // serverFeatures are the extensions this server supports, in welcome order.
-var serverFeatures = []string{wire.FeatureAck, wire.FeatureConflict, wire.FeatureSnapshot, wire.FeatureZstd}
+var serverFeatures = []string{wire.FeatureAck, wire.FeatureConflict, wire.FeatureSnapshot, wire.FeatureZstd, wire.FeatureSkipOwn}
 
 // client is one WebSocket. Three goroutines serve it: the HTTP handler's
 // (reading and committing), a writer (the only one that writes data
@@ -60,6 +60,10 @@ type client struct {
 	closing  bool        // a close is queued: read no more
 	seenIn   int64
 	sec      security // token and limits: auth.go, limits.go
+
+	// own holds the versions of this link's latest acknowledged pushes
+	// under skip-own: pulls leave them out.
+	own ownVersions
 
 	// Owned by the writer.
 	sent    uint64 // newest version this client was sent
@@ -357,6 +361,12 @@ func (c *client) changes(m *wire.Changes) bool {
 			c.bad(wire.CodeInternal, "the server could not store the batch; retry later", m.Batch)
 			return true // not the client's fault
 		}
+		if ack != nil && committed > 0 && c.features[wire.FeatureSkipOwn] {
+			// One version per batch: the changes at it are this push's,
+			// and the ack gives their version. Noted before the ack is
+			// queued, so no pull sends them after it.
+			c.own.add(committed)
+		}
 		if ack != nil {
 			if !c.enqueue(outItem{msg: ack}) {
 				return true
@@ -485,4 +495,33 @@ func (c *client) send(it outItem) error {
 		it.after()
 	}
 	return nil
+}
+
+// ownMax is how many of a link's own push versions are remembered: enough
+// for the pushes a client has in flight before it reads their replies.
+const ownMax = 64
+
+// ownVersions remembers the versions of a link's latest acknowledged
+// pushes; the reader adds, the writer reads.
+type ownVersions struct {
+	mu sync.Mutex
+	vs [ownMax]uint64
+	n  int
+}
+
+func (o *ownVersions) add(v uint64) {
+	o.mu.Lock()
+	o.vs[o.n%ownMax] = v
+	o.n++
+	o.mu.Unlock()
+}
+
+// list returns the versions remembered (nil when none).
+func (o *ownVersions) list() []uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.n == 0 {
+		return nil
+	}
+	return slices.Clone(o.vs[:min(o.n, ownMax)])
 }

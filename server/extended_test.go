@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -505,4 +506,40 @@ func metric(t testing.TB, h *harness, series string) string {
 		}
 	}
 	return ""
+}
+
+// TestSkipOwn: with skip-own agreed, the changes reply to a push leaves
+// out the records of the link's own acknowledged pushes (the acks gave
+// their versions) and still brings everyone else's; without it, the
+// push's records come back as before.
+func TestSkipOwn(t *testing.T) {
+	h := start(t, nil, nil)
+	other := h.ext(t)
+	other.hello("other", "", 0)
+	pushed(other, 0, 1, []synkfs.Record{rec("t", "theirs", 0, `{"by":"other"}`)}, nil)
+
+	me := h.ext(t)
+	w := me.hello("me", "", 0, append(slices.Clone(allFeatures), wire.FeatureSkipOwn)...)
+	if !slicesContain(w.Features, wire.FeatureSkipOwn) {
+		t.Fatalf("server did not agree to skip-own: %v", w.Features)
+	}
+	ack := push(me, 0, 1, []synkfs.Record{rec("t", "mine", 0, `{"by":"me"}`), rec("t", "mine2", 0, `{}`)}, nil)
+	ch := next[*wire.Changes](me)
+	if len(ch.Update) != 1 || ch.Update[0].ID != "theirs" || ch.Version != ack.Version {
+		t.Fatalf("reply with skip-own = %+v, want only t/theirs and version %d", ch, ack.Version)
+	}
+
+	// A second push sent before the first one's reply was read (its
+	// version still 0) leaves out both pushes' records.
+	ack2 := push(me, 0, 2, []synkfs.Record{rec("t", "mine3", 0, `{}`)}, nil)
+	if ch := next[*wire.Changes](me); len(ch.Update) != 1 || ch.Update[0].ID != "theirs" || ch.Version != ack2.Version {
+		t.Fatalf("reply to a pipelined push = %+v, want only t/theirs", ch)
+	}
+
+	plain := h.ext(t)
+	plain.hello("plain", "", ack2.Version)
+	ack = push(plain, ack2.Version, 1, []synkfs.Record{rec("t", "p", 0, `{}`)}, nil)
+	if ch := next[*wire.Changes](plain); len(ch.Update) != 1 || ch.Update[0].ID != "p" || ch.Update[0].Version != ack.Version {
+		t.Fatalf("reply without skip-own = %+v, want its own t/p back", ch)
+	}
 }

@@ -35,6 +35,10 @@ const (
 	FeatureConflict = "conflict"
 	FeatureSnapshot = "snapshot"
 	FeatureZstd     = "zstd"
+	// FeatureSkipOwn: the changes reply to an acknowledged push leaves
+	// out the records that push committed; the ack already gave their
+	// version, so sending them back would only echo the client's bytes.
+	FeatureSkipOwn = "skip-own"
 )
 
 // Status values of a Result in an Ack.
