@@ -5,6 +5,10 @@
 // quiescence and checks that nothing was lost. Everything random comes
 // from one seed, printed on failure, so a schedule can be run again.
 //
+// In the postgres mode (Config.Postgres) the server is several servers
+// sharing one PostgreSQL database, and each link of a replica goes to one
+// of them at random; see shared.go.
+//
 // The timing of the engines' goroutines is not under the seed's control:
 // a seed replays the same operations and faults in the same order, against
 // the same kinds of interleavings, not the same instructions.

@@ -87,6 +87,7 @@ func (c *cluster) startInstances() error {
 		in := &instance{i: i, app: fmt.Sprintf("synkfs-chaos-i%d", i)}
 		c.insts = append(c.insts, in)
 		if err := c.startInstance(in); err != nil {
+			c.stopInstances()
 			return err
 		}
 	}
