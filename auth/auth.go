@@ -77,6 +77,20 @@ func (t *Token) MayAccess(typ string) bool {
 	return len(t.Types) == 0 || slices.Contains(t.Types, typ)
 }
 
+// Same reports whether t and u are the same token with the same rights:
+// equal names, hashes and roles, and the same types in any order. Created
+// is not compared. A client connected with t keeps exactly its rights
+// under a set whose token of that name is the Same.
+func (t *Token) Same(u *Token) bool {
+	if t.Name != u.Name || t.Hash != u.Hash || t.Role != u.Role {
+		return false
+	}
+	a, b := slices.Clone(t.Types), slices.Clone(u.Types)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
+
 // Validate checks the token's fields (not the secret).
 func (t *Token) Validate() error {
 	if t.Name == "" {
@@ -135,20 +149,20 @@ func NewSecret() (secret, hash string, err error) {
 type Set struct {
 	tokens []Token
 	hashes [][sha256.Size]byte
+	byName map[string]int // index in tokens
 }
 
 // NewSet checks tokens and returns them as a Set. Names must be unique.
 func NewSet(tokens []Token) (*Set, error) {
-	s := &Set{}
-	seen := map[string]bool{}
+	s := &Set{byName: make(map[string]int, len(tokens))}
 	for _, t := range tokens {
 		if err := t.Validate(); err != nil {
 			return nil, err
 		}
-		if seen[t.Name] {
+		if _, dup := s.byName[t.Name]; dup {
 			return nil, fmt.Errorf("two tokens are named %q", t.Name)
 		}
-		seen[t.Name] = true
+		s.byName[t.Name] = len(s.tokens)
 		h, _ := parseHash(t.Hash)
 		t.Types = slices.Clone(t.Types)
 		s.tokens = append(s.tokens, t)
@@ -168,6 +182,20 @@ func (s *Set) Tokens() []Token {
 		out[i] = t
 	}
 	return out
+}
+
+// Lookup returns the token named name. A nil Set has no tokens.
+func (s *Set) Lookup(name string) (Token, bool) {
+	if s == nil {
+		return Token{}, false
+	}
+	i, ok := s.byName[name]
+	if !ok {
+		return Token{}, false
+	}
+	t := s.tokens[i]
+	t.Types = slices.Clone(t.Types)
+	return t, true
 }
 
 // Check returns the token whose secret is secret. It hashes secret and

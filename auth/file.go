@@ -112,6 +112,41 @@ func Add(path, name string, role Role, types []string, now time.Time) (secret st
 	return secret, nil
 }
 
+// ErrNoToken is returned (wrapped) by Remove when the file has no token of
+// the name given.
+var ErrNoToken = errors.New("no such token")
+
+// Remove deletes the token named name from the token file at path,
+// replacing the file atomically like Add. A missing file, a file that does
+// not decode and a name not in the file are errors that leave the file as
+// it was (errors.Is(err, ErrNoToken) for the last). Removing the last
+// token leaves a valid file with no tokens: a server reloading it refuses
+// every client.
+func Remove(path, name string) error {
+	data, err := readSmall(path)
+	if err != nil {
+		return fmt.Errorf("read token file: %w", err)
+	}
+	s, err := Decode(data)
+	if err != nil {
+		return fmt.Errorf("token file %s: %w", path, err)
+	}
+	tokens := s.Tokens()
+	i := slices.IndexFunc(tokens, func(t Token) bool { return t.Name == name })
+	if i < 0 {
+		return fmt.Errorf("token file %s has no token named %q: %w", path, name, ErrNoToken)
+	}
+	tokens = slices.Delete(tokens, i, i+1)
+	out, err := Encode(tokens)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(path, out, 0o600); err != nil {
+		return fmt.Errorf("write token file: %w", err)
+	}
+	return nil
+}
+
 func readSmall(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
