@@ -184,8 +184,17 @@ func New(store synkfs.Store, opts *Options) *Server {
 	return s
 }
 
+// Bounds of the backoff between Watch calls that failed.
+const (
+	watchRetryMin = 100 * time.Millisecond
+	watchRetryMax = 5 * time.Second
+)
+
 // watch announces to this server's clients the batches that other servers
-// commit to a shared store, until Shutdown.
+// commit to a shared store, until Shutdown. When Watch fails (its first
+// database link refused, say) it calls it again after a backoff, for as
+// long as the server runs: a Watch that starts announces the store's
+// version, so the clients catch up with what they missed meanwhile.
 func (s *Server) watch(w synkfs.Watcher) {
 	defer s.wg.Done()
 	ctx, cancel := context.WithCancel(s.ctx)
@@ -197,8 +206,20 @@ func (s *Server) watch(w synkfs.Watcher) {
 		case <-ctx.Done():
 		}
 	}()
-	if err := w.Watch(ctx, s.broadcast); err != nil && ctx.Err() == nil {
-		s.log.Error("cannot hear of other servers' commits: clients learn of them only when they push or reconnect", "err", err)
+	backoff := watchRetryMin
+	for {
+		err := w.Watch(ctx, s.broadcast)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Error("cannot hear of other servers' commits, trying again: meanwhile clients learn of them only when they push or reconnect",
+			"err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, watchRetryMax)
 	}
 }
 
