@@ -149,7 +149,10 @@ func runSeed(t *testing.T, cfg Config) *Report {
 var pgSeeds = []struct {
 	seed  uint64
 	found string
-}{}
+}{
+	{584956, "an instance restarted while LISTEN connections were being killed never heard of other instances' commits again " +
+		"(its Watch failed at once and the server gave up)"},
+}
 
 // TestChaosPostgres is the short run of the postgres mode, part of go
 // test ./...: three servers over one fresh PostgreSQL database, each

@@ -300,6 +300,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		for _, n := range c.nodes {
 			_ = os.WriteFile(c.cfg.Trace+"."+n.name+".log", []byte(n.logs.String()), 0o644)
 		}
+		for _, in := range c.insts {
+			_ = os.WriteFile(fmt.Sprintf("%s.i%d.log", c.cfg.Trace, in.i), []byte(in.logs.String()), 0o644)
+		}
 		_ = os.WriteFile(c.cfg.Trace, []byte(strings.Join(c.traces, "\n")+"\n"), 0o644)
 	}
 	return c.rep, nil
@@ -763,6 +766,11 @@ func (c *cluster) check() {
 	if c.mode == "postgres" {
 		c.storms.Wait()
 		c.rep.Faults["db-connections-killed"] += int(c.killed.Load())
+		for _, in := range c.insts {
+			// The server logs this when its store's Watch failed and it
+			// tries again.
+			c.rep.Faults["watch-failed-and-retried"] += strings.Count(in.logs.String(), "cannot hear of other servers' commits")
+		}
 		if s := c.readStore(); s != nil {
 			c.hist.CheckShared(s)
 			c.rep.Checks["durability: the database holds exactly the acknowledged commits"]++

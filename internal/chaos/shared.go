@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -38,7 +39,8 @@ type instance struct {
 	hs        *http.Server
 	addr      string
 	live      bool
-	restartAt int // step to restart it; 0 none
+	restartAt int      // step to restart it; 0 none
+	logs      *logRing // its server's warnings and errors, for a failure report
 }
 
 // pgFaultKinds are the faults of the postgres mode, with weights: the
@@ -84,7 +86,7 @@ func (c *cluster) startInstances() error {
 	}
 	c.pgAdmin = admin
 	for i := range c.cfg.Instances {
-		in := &instance{i: i, app: fmt.Sprintf("synkfs-chaos-i%d", i)}
+		in := &instance{i: i, app: fmt.Sprintf("synkfs-chaos-i%d", i), logs: &logRing{}}
 		c.insts = append(c.insts, in)
 		if err := c.startInstance(in); err != nil {
 			c.stopInstances()
@@ -109,7 +111,8 @@ func (c *cluster) startInstance(in *instance) error {
 	if err != nil {
 		return fmt.Errorf("instance %d: %w", in.i, err)
 	}
-	srv := server.New(c.hist.Wrap(st), &server.Options{Logger: discard,
+	log := slog.New(slog.NewTextHandler(in.logs, &slog.HandlerOptions{Level: slog.LevelWarn})).With("instance", in.i)
+	srv := server.New(c.hist.Wrap(st), &server.Options{Logger: log,
 		PingInterval: 400 * time.Millisecond, PingTimeout: 800 * time.Millisecond, WriteTimeout: 2 * time.Second})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -195,16 +198,17 @@ func (c *cluster) kill(where string, args ...any) (int, error) {
 	return n, err
 }
 
-// storm kills the database connections of in again and again for d,
-// from a goroutine of its own (waited for by check), so that commits in
-// progress lose their link: before their transaction began, during it,
-// or with COMMIT sent and its answer lost.
-func (c *cluster) storm(in *instance, d time.Duration) {
+// storm kills the database connections that match where (with arg)
+// again and again for d, from a goroutine of its own (waited for by
+// check). On an instance's pool: commits in progress lose their link,
+// before their transaction began, during it, or with COMMIT sent and its
+// answer lost.
+func (c *cluster) storm(where string, arg any, d time.Duration) {
 	c.storms.Add(1)
 	go func() {
 		defer c.storms.Done()
 		for end := time.Now().Add(d); time.Now().Before(end); {
-			_, _ = c.kill("application_name = $1", in.app)
+			_, _ = c.kill(where, arg)
 			time.Sleep(7 * time.Millisecond)
 		}
 	}()
@@ -246,7 +250,7 @@ func (c *cluster) instanceFault(kind string, n *node) string {
 		c.stopInstance(in, kind == "instance-crash")
 		in.restartAt = c.step + 5 + c.rng.IntN(30)
 	case "db-link-kill":
-		c.storm(in, time.Duration(50+c.rng.IntN(250))*time.Millisecond)
+		c.storm("application_name = $1", in.app, time.Duration(50+c.rng.IntN(250))*time.Millisecond)
 	case "listen-kill":
 		// The draw is made whatever the database shows, so that the
 		// schedule stays the same.
@@ -264,11 +268,17 @@ func (c *cluster) instanceFault(kind string, n *node) string {
 }
 
 // expireInstances restarts the instances whose time has come (all of
-// them when healing).
+// them when healing). One restart in three (not when healing) comes
+// while the LISTEN connections of every instance are being killed for a
+// moment: the new instance's Watch may fail to make its first one.
 func (c *cluster) expireInstances(all bool) {
 	for _, in := range c.insts {
 		if in.live || (!all && (in.restartAt == 0 || c.step < in.restartAt)) {
 			continue
+		}
+		if !all && c.rng.IntN(3) == 0 {
+			c.rep.Faults["instance-restart-listen-storm"]++
+			c.storm("application_name = $1", pgstore.WatchApplicationName, time.Duration(100+c.rng.IntN(200))*time.Millisecond)
 		}
 		if err := c.startInstance(in); err != nil {
 			c.failf("restart instance %d: %v", in.i, err)
