@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/coder/websocket"
 	"github.com/synkfs/synkfs"
 	"github.com/synkfs/synkfs/auth"
 	"github.com/synkfs/synkfs/wire"
@@ -32,6 +33,19 @@ import (
 //     batches were committed in between, never what they held.)
 //   - client ids are scoped by token name, so one token cannot read or
 //     spoil another's exactly-once batch record by claiming its client id.
+//
+// SetTokens replaces the set while the server runs. After it returns,
+// every connected client holds exactly the rights that reconnecting with
+// its secret would give it: a client whose token left the set (or whose
+// secret changed) is closed with 1008 "token revoked", one whose token's
+// role or types changed with 1008 "token rights changed" (it reconnects
+// with the new rights). A server started without tokens has
+// authentication turned on by SetTokens(set): its clients, which hold no
+// token, are closed with 1008 "authentication required" and must
+// reconnect with a token. SetTokens(nil) turns authentication off: clients
+// holding a token are closed with 1008 "tokens changed" and reconnect
+// with every right. A batch being committed when its client's token goes
+// is finished; nothing later from that link is read.
 
 // acceptSubprotocols are the subprotocols the server selects from a
 // client's offer: a browser that offers its secret as a subprotocol must be
@@ -50,11 +64,12 @@ type security struct {
 // client's token (nil when the server has no tokens) and false after
 // answering 401 when the request may not connect.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Token, bool) {
-	if s.opts.Tokens == nil {
+	set := s.tokens.Load()
+	if set == nil {
 		return nil, true
 	}
 	secret, present := auth.FromRequest(r)
-	tok, ok := s.opts.Tokens.Check(secret)
+	tok, ok := set.Check(secret)
 	if !ok {
 		reason := "no token"
 		if present {
@@ -72,9 +87,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Tok
 // requireToken guards h with the server's tokens, when it has some.
 func (s *Server) requireToken(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.opts.Tokens != nil {
+		if set := s.tokens.Load(); set != nil {
 			secret, _ := auth.FromRequest(r)
-			if _, ok := s.opts.Tokens.Check(secret); !ok {
+			if _, ok := set.Check(secret); !ok {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="synkfs"`)
 				http.Error(w, "synkfs: unauthorized", http.StatusUnauthorized)
 				return
@@ -82,6 +97,68 @@ func (s *Server) requireToken(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// SetTokens makes set the server's tokens (nil: no authentication) for
+// every later upgrade and /metrics request, and closes with 1008 the
+// connected clients whose rights it changes (see the top of this file). It
+// never blocks on a client and may be called at any time, also
+// concurrently; the last call wins.
+func (s *Server) SetTokens(set *auth.Set) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Stored under mu: register rechecks a new client under mu too, so a
+	// client admitted by the old set is either swept here or rechecked
+	// there against this one.
+	s.tokens.Store(set)
+	closed := 0
+	for c := range s.clients {
+		if s.recheckLocked(c) {
+			closed++
+		}
+	}
+	n := 0
+	if set != nil {
+		n = set.Len()
+	}
+	s.log.Info("tokens replaced", "tokens", n, "auth", set != nil, "closed", closed)
+}
+
+// recheckLocked closes c with 1008 when the current token set would not
+// give it the rights it holds, and reports whether it did. s.mu is held.
+func (s *Server) recheckLocked(c *client) bool {
+	reason := revoked(c.sec.tok, s.tokens.Load())
+	if reason == "" {
+		return false
+	}
+	name := ""
+	if c.sec.tok != nil {
+		name = c.sec.tok.Name
+	}
+	c.log.Info("closing a client: its token changed", "token", name, "reason", reason)
+	c.kill(websocket.StatusPolicyViolation, reason)
+	return true
+}
+
+// revoked returns why a client holding tok (nil: none) may not stay
+// connected under set, or "" when set gives it the same rights.
+func revoked(tok *auth.Token, set *auth.Set) string {
+	switch {
+	case set == nil && tok == nil:
+		return ""
+	case set == nil:
+		return "tokens changed"
+	case tok == nil:
+		return "authentication required"
+	}
+	cur, ok := set.Lookup(tok.Name)
+	switch {
+	case !ok || cur.Hash != tok.Hash:
+		return "token revoked"
+	case !cur.Same(tok):
+		return "token rights changed"
+	}
+	return ""
 }
 
 // mayRead reports whether c may receive records of type typ.
@@ -144,7 +221,7 @@ func (c *client) scopeID(id string) string {
 // broadcastFor tells every ready client that may read one of the types m
 // wrote that the store is at version v.
 func (s *Server) broadcastFor(v uint64, m *wire.Changes) {
-	if s.opts.Tokens == nil {
+	if s.tokens.Load() == nil {
 		s.broadcast(v)
 		return
 	}

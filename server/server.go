@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -70,7 +71,8 @@ type Options struct {
 
 	// Tokens, when set, is who may connect and what each may do (see
 	// auth.go): an upgrade without a valid bearer secret gets 401. Nil:
-	// anyone who reaches the server may read and write everything.
+	// anyone who reaches the server may read and write everything. It is
+	// the initial set: Server.SetTokens replaces it while the server runs.
 	Tokens *auth.Set
 	// RateLimit is how many messages a second one client may send on
 	// average, with bursts of up to RateBurst (default: twice RateLimit);
@@ -155,6 +157,10 @@ type Server struct {
 
 	shutdownOnce sync.Once
 	shutdownErr  error
+
+	// tokens is the current token set (nil: no authentication). Upgrades
+	// read it without locks; SetTokens stores it under mu (auth.go).
+	tokens atomic.Pointer[auth.Set]
 }
 
 // New returns a Server over store and starts its tombstone compactor.
@@ -169,6 +175,7 @@ func New(store synkfs.Store, opts *Options) *Server {
 		stop:    make(chan struct{}),
 		kick:    make(chan chan error),
 	}
+	s.tokens.Store(o.Tokens)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.metrics = newMetrics(s)
 	s.mux = http.NewServeMux()
@@ -290,6 +297,7 @@ func (s *Server) register(c *client) error {
 		return fmt.Errorf("server is at its limit of %d clients", s.opts.MaxConns)
 	}
 	s.clients[c] = struct{}{}
+	s.recheckLocked(c) // its token may have changed since it was checked
 	s.wg.Add(1)
 	s.metrics.clients.Inc()
 	return nil
