@@ -255,16 +255,29 @@ func (s *Store) wrap(err error, format string, args ...any) error {
 // Epoch returns the random id the database was made with.
 func (s *Store) Epoch() string { return s.epoch }
 
+// headTries is how many times head reads the head row before it falls
+// back to the values last read. A pooled connection that the database
+// dropped (a restart, a killed backend) fails its next query, and the
+// pool then dials a fresh one: the second try reads the database. The
+// values last read may be behind what other instances committed since,
+// and a server that welcomes a client ahead of that version sends it
+// back to a full resync.
+const headTries = 2
+
 // head reads the head row without locking it. When the database cannot
 // be read it returns the values last read, which the caller may already
 // have seen: a version never appears to go back.
 func (s *Store) head() (version, floor, live uint64) {
-	if s.check("read head") == nil {
+	for try := 0; try < headTries && s.check("read head") == nil; try++ {
 		var v, f, l int64
 		if err := s.pool.QueryRow(s.ctx, `SELECT version, floor, live FROM synkfs_head`).Scan(&v, &f, &l); err == nil {
 			storeMax(&s.lastVersion, uint64(v))
 			storeMax(&s.lastFloor, uint64(f))
 			s.lastLive.Store(uint64(l))
+			break
+		}
+		if s.ctx.Err() != nil {
+			break
 		}
 	}
 	return s.lastVersion.Load(), s.lastFloor.Load(), s.lastLive.Load()
