@@ -134,7 +134,7 @@ func Remove(path, name string) error {
 	tokens := s.Tokens()
 	i := slices.IndexFunc(tokens, func(t Token) bool { return t.Name == name })
 	if i < 0 {
-		return fmt.Errorf("token file %s has no token named %q: %w", path, name, ErrNoToken)
+		return fmt.Errorf("%w: token file %s has none named %q", ErrNoToken, path, name)
 	}
 	tokens = slices.Delete(tokens, i, i+1)
 	out, err := Encode(tokens)

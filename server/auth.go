@@ -121,7 +121,7 @@ func (s *Server) SetTokens(set *auth.Set) {
 	if set != nil {
 		n = set.Len()
 	}
-	s.log.Info("tokens replaced", "tokens", n, "auth", set != nil, "closed", closed)
+	s.log.Debug("tokens replaced", "tokens", n, "auth", set != nil, "closed", closed)
 }
 
 // recheckLocked closes c with 1008 when the current token set would not

@@ -50,6 +50,8 @@ func (c *serveCmd) Run(e *env) error {
 		return err
 	}
 	srv := server.New(store, opts)
+	stopTokens := c.securityFlags.watchTokens(e, srv) // --tokens: reload on change and SIGHUP
+	defer stopTokens()
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another server running there? choose another address with --listen)", c.Listen, err)
