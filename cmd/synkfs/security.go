@@ -22,7 +22,7 @@ import (
 // securityFlags are serve's flags for who may connect and how much each
 // connection may do. docs/SECURITY.md explains each.
 type securityFlags struct {
-	Tokens           string        `help:"Require a bearer token from every client; FILE lists the tokens (hashes only), see 'synkfs token add'." type:"path" placeholder:"FILE" env:"SYNKFS_TOKENS"`
+	Tokens           string        `help:"Require a bearer token from every client; FILE lists the tokens (hashes only), see 'synkfs token add'; it is reloaded when it changes and on SIGHUP." type:"path" placeholder:"FILE" env:"SYNKFS_TOKENS"`
 	InsecureNoAuth   bool          `help:"Serve without tokens on an address other than loopback: anyone who can reach it may read and change every record."`
 	TLSCert          string        `name:"tls-cert" help:"Serve wss:// with this PEM certificate (chain)." type:"path" placeholder:"FILE"`
 	TLSKey           string        `name:"tls-key" help:"The PEM private key of --tls-cert." type:"path" placeholder:"FILE"`
