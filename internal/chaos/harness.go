@@ -647,6 +647,11 @@ func (c *cluster) heal() {
 		c.crashAt = 0
 		c.restartServer(true)
 	}
+	for _, in := range c.insts {
+		if in.db != nil {
+			in.db.Arm(0)
+		}
+	}
 	c.expireInstances(true)
 	for _, n := range c.nodes {
 		faulty := len(n.until) > 0 || !n.running || n.relay.Damaged()
@@ -697,6 +702,9 @@ func (c *cluster) quiesce(ctx context.Context) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if c.mode == "postgres" {
+		why += "\n  the last commits: " + strings.Join(c.hist.Recent(), "; ")
+	}
 	c.failf("no convergence within %s:\n  %s", c.cfg.Quiesce, why)
 
 }
@@ -715,7 +723,7 @@ func (c *cluster) settled() string {
 			continue
 		}
 		if st.Epoch != epoch || st.Version != version {
-			why = append(why, fmt.Sprintf("%s at %s/%d, server at %s/%d", n.name, st.Epoch, st.Version, epoch, version))
+			why = append(why, fmt.Sprintf("%s at %s/%d, server at %s/%d%s", n.name, st.Epoch, st.Version, epoch, version, c.linkedTo(n)))
 		}
 		if st.Staged > 0 {
 			why = append(why, fmt.Sprintf("%s has %d staged", n.name, st.Staged))
@@ -767,6 +775,9 @@ func (c *cluster) check() {
 		c.storms.Wait()
 		c.rep.Faults["db-connections-killed"] += int(c.killed.Load())
 		for _, in := range c.insts {
+			if in.db != nil {
+				c.rep.Faults["db-answers-lost"] += in.db.Cuts()
+			}
 			// The server logs this when its store's Watch failed and it
 			// tries again.
 			c.rep.Faults["watch-failed-and-retried"] += strings.Count(in.logs.String(), "cannot hear of other servers' commits")

@@ -57,6 +57,16 @@ type History struct {
 	// Commits through a shared store that returned an error: how many,
 	// and how many of those committed all the same.
 	Unknown, UnknownLanded int
+
+	recent []string // the last commits with changes, for failure reports
+}
+
+// Recent returns the last commits with changes recorded: version, the
+// store they went through, and the client batch records.
+func (h *History) Recent() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.recent)
 }
 
 // NewHistory returns an empty history.
@@ -422,6 +432,7 @@ func hasNew(vals []string, seen map[string]bool) bool {
 type commitRun struct {
 	view  uint64       // the version fn's view was at
 	batch synkfs.Batch // what fn returned (empty when it failed)
+	by    string       // the label of the store it went through
 	// done: the commit returned nil after this run; failed: it returned
 	// an error after this run, which may or may not have committed (a
 	// link lost during COMMIT); neither: a run that was retried, or whose
@@ -432,11 +443,11 @@ type commitRun struct {
 // ran reports the runs of one Commit call (their sequence numbers and
 // the versions of their views, in order), the last run's batch, and the
 // call's error; then records every commit whose turn has come.
-func (h *History) ran(seqs, views []uint64, b synkfs.Batch, err error) {
+func (h *History) ran(by string, seqs, views []uint64, b synkfs.Batch, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for i, n := range seqs {
-		r := commitRun{view: views[i]}
+		r := commitRun{view: views[i], by: by}
 		if i == len(seqs)-1 && !b.Empty() {
 			r.batch, r.done, r.failed = b, err == nil, err != nil
 		}
@@ -472,17 +483,30 @@ func (h *History) record(final bool) bool {
 		changes := len(r.batch.Puts)+len(r.batch.Deletes) > 0
 		if ok && changes && next.view >= r.batch.Version {
 			h.UnknownLanded++
+			h.note(r.by+", whose commit failed,", r.batch)
 			h.commit(r.batch)
 		}
 	} else if r.done {
 		if r.view != h.version {
 			h.fail("a commit ran on a view at version %d after the commit of version %d", r.view, h.version)
 		}
+		h.note(r.by, r.batch)
 		h.commit(r.batch)
 	}
 	delete(h.runs, h.nextSeq)
 	h.nextSeq++
 	return true
+}
+
+// note keeps b, with changes, among the recent commits.
+func (h *History) note(by string, b synkfs.Batch) {
+	if len(b.Puts)+len(b.Deletes) == 0 {
+		return
+	}
+	h.recent = append(h.recent, fmt.Sprintf("version %d through %s (%s)", b.Version, by, batchRecords(b)))
+	if len(h.recent) > 5 {
+		h.recent = h.recent[1:]
+	}
 }
 
 // drain records every run reported, when no commit is in progress and
@@ -511,7 +535,15 @@ type sharedStore struct {
 	*watchedStore
 	cm synkfs.Committer
 	wt synkfs.Watcher
+
+	announced atomic.Int64  // calls of Watch's fn
+	lastSeen  atomic.Uint64 // the version last announced
+	label     string        // names the store in failure reports; set before use
 }
+
+// Announced returns how many versions the store's Watch announced, and
+// the last one, for failure reports.
+func (s *sharedStore) Announced() (int64, uint64) { return s.announced.Load(), s.lastSeen.Load() }
 
 var (
 	_ synkfs.Committer = (*sharedStore)(nil)
@@ -534,13 +566,17 @@ func (s *sharedStore) Commit(ctx context.Context, fn func(synkfs.View) (synkfs.B
 		}
 		return b, err
 	})
-	s.h.ran(seqs, views, last, err)
+	s.h.ran(s.label, seqs, views, last, err)
 	return err
 }
 
 // Watch is the store's.
 func (s *sharedStore) Watch(ctx context.Context, fn func(version uint64)) error {
-	return s.wt.Watch(ctx, fn)
+	return s.wt.Watch(ctx, func(v uint64) {
+		s.announced.Add(1)
+		s.lastSeen.Store(v)
+		fn(v)
+	})
 }
 
 // Ping is the store's, when it has one; nil otherwise.

@@ -103,9 +103,9 @@ func (r *Relay) LinkTargets() []string {
 	return out
 }
 
-// Damaged reports whether a link open now lost frames (SetDropIncoming):
-// no TCP link does that and stays up, so such a link is no test of what
-// the peers do over a working one.
+// Damaged reports whether a link open now lost frames (SetDropIncoming)
+// or repeated messages (SetDuplicate): no TCP link does either, so such a
+// link is no test of what the peers do over a working one.
 func (r *Relay) Damaged() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -332,6 +332,7 @@ func (r *Relay) forward(dst, src net.Conn, out []byte, f frame, isFrame, incomin
 		}
 		if !frozen && twice {
 			r.stats.Duplicated++
+			r.damaged[src] = true
 		}
 		sleep := r.sleeper
 		r.mu.Unlock()

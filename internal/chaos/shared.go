@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -41,6 +43,8 @@ type instance struct {
 	live      bool
 	restartAt int      // step to restart it; 0 none
 	logs      *logRing // its server's warnings and errors, for a failure report
+	db        *dbRelay // its link to the database; nil when not on loopback TCP
+	wrapped   *sharedStore
 }
 
 // pgFaultKinds are the faults of the postgres mode, with weights: the
@@ -104,6 +108,15 @@ func (c *cluster) startInstance(in *instance) error {
 	}
 	q := u.Query()
 	q.Set("application_name", in.app)
+	if host, port, _ := net.SplitHostPort(u.Host); in.db == nil && port != "" && net.ParseIP(host).IsLoopback() {
+		if in.db, err = newDBRelay(u.Host); err != nil {
+			return err
+		}
+	}
+	if in.db != nil {
+		u.Host = in.db.Addr()
+		q.Set("sslmode", "disable") // the relay reads the messages
+	}
 	u.RawQuery = q.Encode()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -112,7 +125,12 @@ func (c *cluster) startInstance(in *instance) error {
 		return fmt.Errorf("instance %d: %w", in.i, err)
 	}
 	log := slog.New(slog.NewTextHandler(in.logs, &slog.HandlerOptions{Level: slog.LevelWarn})).With("instance", in.i)
-	srv := server.New(c.hist.Wrap(st), &server.Options{Logger: log,
+	wrapped := c.hist.Wrap(st)
+	ws, _ := wrapped.(*sharedStore)
+	if ws != nil {
+		ws.label = fmt.Sprintf("instance %d", in.i)
+	}
+	srv := server.New(wrapped, &server.Options{Logger: log,
 		PingInterval: 400 * time.Millisecond, PingTimeout: 800 * time.Millisecond, WriteTimeout: 2 * time.Second})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -122,7 +140,8 @@ func (c *cluster) startInstance(in *instance) error {
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = hs.Serve(ln) }()
 	c.srvMu.Lock()
-	in.store, in.srv, in.hs, in.addr, in.live, in.restartAt = st, srv, hs, ln.Addr().String(), true, 0
+	in.store, in.srv, in.hs, in.addr, in.live, in.restartAt, in.wrapped = st, srv, hs, ln.Addr().String(), true, 0, ws
+
 	c.srvMu.Unlock()
 	c.trace("instance %d serves on %s", in.i, in.addr)
 	c.retarget()
@@ -250,7 +269,16 @@ func (c *cluster) instanceFault(kind string, n *node) string {
 		c.stopInstance(in, kind == "instance-crash")
 		in.restartAt = c.step + 5 + c.rng.IntN(30)
 	case "db-link-kill":
-		c.storm("application_name = $1", in.app, time.Duration(50+c.rng.IntN(250))*time.Millisecond)
+		d := time.Duration(50+c.rng.IntN(250)) * time.Millisecond
+		// Half of them lose the answer to a request instead. Drawn from a
+		// second source, so that the schedules of seeds found before
+		// this variant came stay the same.
+		alt := rand.New(rand.NewPCG(c.cfg.Seed, uint64(c.step)))
+		if in.db != nil && alt.IntN(2) == 0 {
+			in.db.Arm(1 + alt.IntN(6))
+			return "db-answer-lost"
+		}
+		c.storm("application_name = $1", in.app, d)
 	case "listen-kill":
 		// The draw is made whatever the database shows, so that the
 		// schedule stays the same.
@@ -280,8 +308,20 @@ func (c *cluster) expireInstances(all bool) {
 			c.rep.Faults["instance-restart-listen-storm"]++
 			c.storm("application_name = $1", pgstore.WatchApplicationName, time.Duration(100+c.rng.IntN(200))*time.Millisecond)
 		}
-		if err := c.startInstance(in); err != nil {
+		err := c.startInstance(in)
+		for try := 1; err != nil && all && try < 5; try++ {
+			time.Sleep(100 * time.Millisecond)
+			err = c.startInstance(in)
+		}
+		switch {
+		case err != nil && all:
 			c.failf("restart instance %d: %v", in.i, err)
+		case err != nil:
+			// Its link to the database failed while it opened (a lost
+			// answer): as a supervisor would, start it again soon.
+			c.rep.Faults["instance-start-failed"]++
+			c.trace("instance %d failed to start: %v", in.i, err)
+			in.restartAt = c.step + 1
 		}
 	}
 }
@@ -292,6 +332,11 @@ func (c *cluster) stopInstances() {
 		c.stopInstance(in, false)
 	}
 	c.storms.Wait()
+	for _, in := range c.insts {
+		if in.db != nil {
+			_ = in.db.Close()
+		}
+	}
 	if c.pgAdmin != nil {
 		c.pgAdmin.Close()
 		c.pgAdmin = nil
@@ -360,4 +405,24 @@ func (c *cluster) notifyFrom(ctx context.Context, w *node, from string, k synkfs
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+}
+
+// linkedTo names the instances n's links go to now, for failure reports
+// ("" outside the postgres mode).
+func (c *cluster) linkedTo(n *node) string {
+	if c.mode != "postgres" {
+		return ""
+	}
+	var names []string
+	for _, t := range n.relay.LinkTargets() {
+		name := "a stopped instance at " + t
+		for _, in := range c.insts {
+			if in.live && in.addr == t && in.wrapped != nil {
+				calls, last := in.wrapped.Announced()
+				name = fmt.Sprintf("instance %d, whose Watch announced %d versions, the last %d", in.i, calls, last)
+			}
+		}
+		names = append(names, name)
+	}
+	return fmt.Sprintf(" (linked to %s)", strings.Join(names, ", "))
 }

@@ -113,27 +113,27 @@ func TestHistoryOrdersRuns(t *testing.T) {
 		return synkfs.Batch{Version: v, Puts: []synkfs.Record{{Key: k, Version: v, Body: fmt.Appendf(nil, `{"v":%q}`, value)}}}
 	}
 	h := NewHistory()
-	h.ran([]uint64{2}, []uint64{1}, put(2, "b"), nil)
+	h.ran("s", []uint64{2}, []uint64{1}, put(2, "b"), nil)
 	if h.HasValue("b") {
 		t.Fatal("run 2 recorded before run 1")
 	}
-	h.ran([]uint64{1}, []uint64{0}, put(1, "a"), nil)
+	h.ran("s", []uint64{1}, []uint64{0}, put(1, "a"), nil)
 	if !h.HasValue("a") || !h.HasValue("b") || h.Batches != 2 {
 		t.Fatalf("after runs 1 and 2: a %v, b %v, %d batches", h.HasValue("a"), h.HasValue("b"), h.Batches)
 	}
 	// Run 3 failed and committed: run 4 saw its version. Run 5 failed and
 	// did not: run 6 saw the version run 5 saw. Runs 6 and 7 are one call
 	// whose first run was retried (a conflict between transactions).
-	h.ran([]uint64{3}, []uint64{2}, put(3, "c"), errors.New("link lost during commit"))
+	h.ran("s", []uint64{3}, []uint64{2}, put(3, "c"), errors.New("link lost during commit"))
 	if h.HasValue("c") {
 		t.Fatal("a failed run recorded before the next run tells")
 	}
-	h.ran([]uint64{4}, []uint64{3}, put(4, "d"), nil)
-	h.ran([]uint64{5}, []uint64{4}, put(5, "e"), errors.New("rolled back"))
+	h.ran("s", []uint64{4}, []uint64{3}, put(4, "d"), nil)
+	h.ran("s", []uint64{5}, []uint64{4}, put(5, "e"), errors.New("rolled back"))
 	if h.HasValue("e") {
 		t.Fatal("a failed run recorded before the next run tells")
 	}
-	h.ran([]uint64{6, 7}, []uint64{4, 4}, put(5, "f"), nil)
+	h.ran("s", []uint64{6, 7}, []uint64{4, 4}, put(5, "f"), nil)
 	if !h.HasValue("c") || h.HasValue("e") || !h.HasValue("f") {
 		t.Fatalf("c %v (want true), e %v (want false), f %v (want true)", h.HasValue("c"), h.HasValue("e"), h.HasValue("f"))
 	}
@@ -141,7 +141,7 @@ func TestHistoryOrdersRuns(t *testing.T) {
 		t.Fatalf("violations: %v", v)
 	}
 	// Run 8 never reported: the end check says so.
-	h.ran([]uint64{9}, []uint64{5}, put(6, "g"), nil)
+	h.ran("s", []uint64{9}, []uint64{5}, put(6, "g"), nil)
 	h.mu.Lock()
 	h.drain(6)
 	h.mu.Unlock()
