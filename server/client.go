@@ -359,7 +359,8 @@ func (c *client) changes(m *wire.Changes) bool {
 		if err != nil {
 			c.log.Error("commit failed", "err", err)
 			c.bad(wire.CodeInternal, "the server could not store the batch; retry later", m.Batch)
-			return true // not the client's fault
+			c.s.announceCurrent() // it may have landed all the same
+			return true           // not the client's fault
 		}
 		if ack != nil && committed > 0 && c.features[wire.FeatureSkipOwn] {
 			// One version per batch: the changes at it are this push's,
@@ -373,6 +374,10 @@ func (c *client) changes(m *wire.Changes) bool {
 			}
 			if ack.Duplicate {
 				c.ready.Store(true)
+				// A batch whose commit landed while its answer was lost
+				// (a database link cut after COMMIT was sent) was never
+				// announced; its resend is the first sign of it.
+				c.s.announceCurrent()
 				return true // nothing new: no changes reply is owed
 			}
 		}

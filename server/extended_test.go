@@ -543,3 +543,31 @@ func TestSkipOwn(t *testing.T) {
 		t.Fatalf("reply without skip-own = %+v, want its own t/p back", ch)
 	}
 }
+
+// TestDuplicateAnnounces: a batch whose commit landed while its answer was
+// lost (here: written to the store as the server would have, with no
+// broadcast) is announced to the other clients when its resend gets a
+// duplicate ack.
+func TestDuplicateAnnounces(t *testing.T) {
+	h := start(t, nil, nil)
+	watcher := h.ext(t)
+	watcher.hello("watcher", "", 0)
+	watcher.send(&wire.Changes{}) // a first pull makes the link ready for notifies
+	next[*wire.Changes](watcher)
+
+	landed := `{"batch":1,"version":1,"applied":1}`
+	err := h.store.Apply(context.Background(), synkfs.Batch{Version: 1,
+		Puts: []synkfs.Record{rec("t", "1", 1, `{}`)},
+		Meta: map[string][]byte{"client/lost/batch": []byte(landed)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := h.ext(t)
+	if w := lost.hello("lost", "", 0); w.LastBatch != 1 {
+		t.Fatalf("lastBatch = %d, want 1", w.LastBatch)
+	}
+	if ack := push(lost, 0, 1, []synkfs.Record{rec("t", "1", 0, `{}`)}, nil); !ack.Duplicate {
+		t.Fatalf("resend: %+v, want a duplicate", ack)
+	}
+	waitNotify(watcher, 1)
+}

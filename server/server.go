@@ -311,6 +311,13 @@ func (s *Server) unregister(c *client) {
 	s.wg.Done()
 }
 
+// announceCurrent tells every ready client the store's version. A commit
+// that failed may have landed all the same (its answer lost), and a
+// duplicate ack may be the first sign of such a commit: neither is
+// announced by the commit path, and clients that already have the version
+// ignore the notify.
+func (s *Server) announceCurrent() { s.broadcast(s.store.Version()) }
+
 // broadcast tells every ready client that the store is at version v.
 // It never blocks: each client has one coalescing slot.
 func (s *Server) broadcast(v uint64) {
