@@ -319,6 +319,22 @@ func (c *client) hello(h *wire.Hello) bool {
 	}
 	st := c.s.store
 	epoch, v, floor := st.Epoch(), st.Version(), st.Floor()
+	if h.Epoch == epoch && h.Version > v {
+		// A client ahead of the store must resync, unless the store's
+		// version is only stale: a store behind a link answers the last
+		// version it read while the link is down.
+		if p, ok := st.(Pinger); ok {
+			ctx, cancel := context.WithTimeout(c.ctx, healthPingTimeout)
+			err := p.Ping(ctx)
+			cancel()
+			if err != nil {
+				c.log.Warn("hello while the store cannot be reached", "err", err)
+				c.bad(wire.CodeBusy, "the server cannot reach its store now; it retries by itself: connect again later", 0)
+				return false
+			}
+			v = st.Version()
+		}
+	}
 	w := &wire.Welcome{
 		Protocol:  wire.ProtocolVersion,
 		Epoch:     epoch,

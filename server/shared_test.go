@@ -211,3 +211,17 @@ func healthStatus(t *testing.T, base string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// TestSharedHelloAheadWhileUnreachable: a client ahead of what an
+// instance last read of the database, while the database cannot be
+// reached, is told busy rather than sent into a resync on a stale version.
+func TestSharedHelloAheadWhileUnreachable(t *testing.T) {
+	hs, sts := sharedCluster(t, 1)
+	epoch := sts[0].Epoch()
+	sts[0].Close() // its pool is gone: as unreachable as a stopped database
+	e := hs[0].ext(t)
+	e.send(&wire.Hello{Protocol: 1, Client: "ahead", Epoch: epoch, Version: 5, Features: allFeatures})
+	if m, ok := e.recv().(*wire.Error); !ok || m.Code != wire.CodeBusy {
+		t.Fatalf("hello ahead of an unreachable store: %+v, want a busy error", m)
+	}
+}
