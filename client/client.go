@@ -35,6 +35,7 @@ const (
 	DefaultPingInterval = 15 * time.Second
 	DefaultPingTimeout  = 10 * time.Second
 	DefaultPageSize     = 1000
+	DefaultAckTimeout   = 30 * time.Second
 )
 
 // Options configure a Client. The zero value of every field but URL works.
@@ -64,6 +65,15 @@ type Options struct {
 	// answered within PingTimeout drops the link. PingTimeout also bounds
 	// the dial, the handshake and each write. Zero: the defaults.
 	PingInterval, PingTimeout time.Duration
+	// AckTimeout bounds the wait for an answer the server owes: the ack
+	// of a pushed batch, the changes reply to a push or a pull (each part
+	// of a long reply restarts it), a snapshot page. When it passes, the
+	// session treats the link as broken and reconnects; a resent batch is
+	// applied once (the server answers a batch id it applied with a
+	// duplicate ack). Pings alone cannot tell: a link that lost one
+	// message still answers them. It should be well above a busy server's
+	// commit time. Zero: DefaultAckTimeout.
+	AckTimeout time.Duration
 	// NoZstd: do not ask for zstd-compressed binary frames; negotiate
 	// permessage-deflate instead. By default the client asks for zstd and
 	// leaves permessage-deflate off so nothing is compressed twice.
@@ -96,6 +106,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PingTimeout <= 0 {
 		o.PingTimeout = DefaultPingTimeout
+	}
+	if o.AckTimeout <= 0 {
+		o.AckTimeout = DefaultAckTimeout
 	}
 	if o.PageSize <= 0 {
 		o.PageSize = DefaultPageSize

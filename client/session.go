@@ -19,6 +19,10 @@ const protocolVersion = 1
 // ErrLinkDead: a ping went unanswered.
 var ErrLinkDead = errors.New("link dead: ping not answered")
 
+// ErrNoAnswer: an answer the server owes (an ack, a changes reply, a
+// snapshot page) did not come within Options.AckTimeout.
+var ErrNoAnswer = errors.New("no answer from the server")
+
 // inbound is one result of the reader goroutine.
 type inbound struct {
 	msg wire.Message
@@ -45,6 +49,10 @@ type session struct {
 	pullUntil uint64
 	inflight  *Batch
 	caughtUp  bool // reached the in-sync state at least once
+	// heard is when the last push or pull was sent or the last ack or
+	// changes message came: while an answer is owed, AckTimeout after it
+	// the link counts as broken.
+	heard time.Time
 }
 
 // session connects, syncs and serves one connection. once: return nil as
@@ -185,7 +193,14 @@ func (s *session) run(ctx context.Context) error {
 	if err := s.maybePull(ctx); err != nil {
 		return err
 	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
+		var expired <-chan time.Time
+		if s.owed() != "" {
+			timer.Reset(time.Until(s.heard.Add(s.c.opts.AckTimeout)))
+			expired = timer.C
+		}
 		if s.idle() {
 			// Something may have been staged since the last look.
 			if err := s.pushNext(ctx); err != nil {
@@ -205,6 +220,11 @@ func (s *session) run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fail(ctx)
+		case <-expired:
+			if what := s.owed(); what != "" && time.Since(s.heard) >= s.c.opts.AckTimeout {
+				s.c.log.Info("no answer from the server: reconnecting", "waited_for", what, "timeout", s.c.opts.AckTimeout)
+				return fmt.Errorf("%w: %s within %s", ErrNoAnswer, what, s.c.opts.AckTimeout)
+			}
 		case <-s.c.kick:
 			if err := s.pushNext(ctx); err != nil {
 				return err
@@ -218,6 +238,18 @@ func (s *session) run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// owed describes the answer the session waits for from the server, ""
+// if none.
+func (s *session) owed() string {
+	switch {
+	case s.inflight != nil:
+		return fmt.Sprintf("the ack of batch %d", s.inflight.ID)
+	case s.pulling:
+		return fmt.Sprintf("the changes reply up to version %d", s.pullUntil)
+	}
+	return ""
 }
 
 // idle reports whether nothing is in flight and the replica has every
@@ -355,9 +387,15 @@ func (s *session) page(ctx context.Context, after *synkfs.Key) (*wire.SnapshotPa
 	if err := s.send(ctx, req); err != nil {
 		return nil, err
 	}
+	pctx, cancel := context.WithTimeout(ctx, s.c.opts.AckTimeout)
+	defer cancel()
 	for {
-		m, err := s.recv(ctx)
+		m, err := s.recv(pctx)
 		if err != nil {
+			if ctx.Err() == nil && pctx.Err() != nil {
+				s.c.log.Info("no answer from the server: reconnecting", "waited_for", "a snapshot page", "timeout", s.c.opts.AckTimeout)
+				return nil, fmt.Errorf("%w: a snapshot page within %s", ErrNoAnswer, s.c.opts.AckTimeout)
+			}
 			return nil, err
 		}
 		switch m := m.(type) {
@@ -411,6 +449,7 @@ func (s *session) serverAt(v uint64) {
 func (s *session) handle(ctx context.Context, m wire.Message) error {
 	switch m := m.(type) {
 	case *wire.Changes:
+		s.heard = time.Now()
 		if m.Version >= s.pullUntil {
 			s.pulling = false
 		}
@@ -426,6 +465,7 @@ func (s *session) handle(ctx context.Context, m wire.Message) error {
 		s.serverAt(m.Version)
 		return s.maybePull(ctx)
 	case *wire.Ack:
+		s.heard = time.Now()
 		if s.inflight == nil || m.Batch != s.inflight.ID {
 			s.c.log.Debug("ignoring ack for a batch not in flight", "batch", m.Batch)
 			return nil
@@ -575,6 +615,7 @@ func (s *session) pushNext(ctx context.Context) error {
 		s.inflight = &b
 		s.pulling, s.pullUntil = true, s.target
 		s.c.update(func(st *State) { st.InFlight = b.ID })
+		s.heard = time.Now()
 		if err := s.send(ctx, msg); err != nil {
 			return err
 		}
@@ -589,5 +630,6 @@ func (s *session) maybePull(ctx context.Context) error {
 		return nil
 	}
 	s.pulling, s.pullUntil = true, s.target
+	s.heard = time.Now()
 	return s.send(ctx, &wire.Changes{Version: s.cursor})
 }
