@@ -42,6 +42,7 @@ type peer struct {
 	mute          bool   // after the welcome, stop reading (and answering pings)
 	stray         string // answer the next batch with an error of this code naming no batch, applying nothing
 	repeatPages   bool   // send every snapshot page twice, as a faulty link might
+	staleReplies  int    // answer this many pulls as of one version back, as a server whose version read is stale
 
 	stop chan struct{} // closed when the test ends
 }
@@ -207,9 +208,14 @@ func (p *peer) changes(ctx context.Context, conn *wire.Conn, client string, m *w
 			}
 		}
 	}
-	reply := &wire.Changes{Version: p.version, Update: []synkfs.Record{}, Delete: []synkfs.Tombstone{}}
+	upto := p.version
+	if m.Batch == 0 && p.staleReplies > 0 && upto > 0 {
+		p.staleReplies--
+		upto--
+	}
+	reply := &wire.Changes{Version: upto, Update: []synkfs.Record{}, Delete: []synkfs.Tombstone{}}
 	for _, c := range p.recs {
-		if c.Version <= m.Version {
+		if c.Version <= m.Version || c.Version > upto {
 			continue
 		}
 		if c.Deleted {

@@ -641,6 +641,12 @@ func (c *cluster) fault() {
 	c.trace("fault %s on %s", kind, n.name)
 }
 
+// keepDamagedLinks reports whether SYNKFS_CHAOS_KEEP_DAMAGED=1 asks the
+// postgres mode to keep, through the healing, links that lost or repeated
+// messages (by default they are cut: no TCP link does either). It tests
+// the client over such links.
+func keepDamagedLinks() bool { return os.Getenv("SYNKFS_CHAOS_KEEP_DAMAGED") == "1" }
+
 // heal ends every fault and restarts what is down.
 func (c *cluster) heal() {
 	if c.crashAt > 0 {
@@ -654,7 +660,7 @@ func (c *cluster) heal() {
 	}
 	c.expireInstances(true)
 	for _, n := range c.nodes {
-		faulty := len(n.until) > 0 || !n.running || n.relay.Damaged()
+		faulty := len(n.until) > 0 || !n.running || (n.relay.Damaged() && !keepDamagedLinks())
 		for kind := range n.until {
 			n.endFault(kind)
 		}
