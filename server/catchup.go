@@ -33,7 +33,12 @@ func estimate(k synkfs.Key, body []byte) int {
 // handshake tells it to resync.
 func (c *client) sendChanges(from uint64) error {
 	st := c.s.store
-	v := st.Version() // read before Since: changes above v are left to the next pull
+	// Read before Since: changes above v are left to the next pull. Never
+	// below a version this client was told of (a notify, an ack, a
+	// reply): the client waits for a reply that reaches it, and a store
+	// that cannot read its version now answers the last one it read,
+	// while every version told of is committed and Since returns it.
+	v := max(st.Version(), c.sent, c.acked)
 	if from > v || from < st.Floor() {
 		if c.extended {
 			c.log.Info("client cannot be caught up: closing it so it resyncs", "version", from, "server", v, "floor", st.Floor())

@@ -67,6 +67,7 @@ type client struct {
 
 	// Owned by the writer.
 	sent    uint64 // newest version this client was sent
+	acked   uint64 // newest version an ack sent to this client carried
 	seenOut int64
 }
 
@@ -495,6 +496,8 @@ func (c *client) write(m wire.Message) error {
 		c.sent = max(c.sent, m.Version)
 	case *wire.Notify:
 		c.sent = max(c.sent, m.Version)
+	case *wire.Ack:
+		c.acked = max(c.acked, m.Version)
 	}
 	return nil
 }
