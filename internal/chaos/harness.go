@@ -793,6 +793,15 @@ func (c *cluster) check() {
 			c.rep.Checks["durability: the database holds exactly the acknowledged commits"]++
 		}
 	}
+	for _, n := range c.nodes {
+		// A replica's client logs this when an answer it waited for (an
+		// ack, a changes reply) did not come and it reconnects: a lost
+		// message on a link that stayed up (the log is a ring: a count at
+		// least).
+		if k := strings.Count(n.logs.String(), "no answer from the server"); k > 0 {
+			c.rep.Faults["client-answer-timeouts"] += k
+		}
+	}
 	for _, v := range c.hist.Violations() {
 		c.failf("%s", v)
 	}
