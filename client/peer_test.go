@@ -42,9 +42,29 @@ type peer struct {
 	mute          bool   // after the welcome, stop reading (and answering pings)
 	stray         string // answer the next batch with an error of this code naming no batch, applying nothing
 	repeatPages   bool   // send every snapshot page twice, as a faulty link might
+	twice         bool   // repeat every message both ways, as a link that repeats whole messages
 	staleReplies  int    // answer this many pulls as of one version back, as a server whose version read is stale
 
 	stop chan struct{} // closed when the test ends
+	wmu  sync.Mutex    // keeps a repeated message next to its first copy
+}
+
+// write sends m on conn, twice in a row when the twice knob is on.
+func (p *peer) write(ctx context.Context, conn *wire.Conn, m wire.Message) error {
+	p.mu.Lock()
+	n := 1
+	if p.twice {
+		n = 2
+	}
+	p.mu.Unlock()
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	for range n {
+		if err := conn.Write(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func newPeer(t *testing.T) *peer {
@@ -121,7 +141,7 @@ func (p *peer) serve(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			var ce *wire.CodeError
 			if errors.As(err, &ce) {
-				conn.Write(ctx, &wire.Error{Code: ce.Code, Message: ce.Message})
+				p.write(ctx, conn, &wire.Error{Code: ce.Code, Message: ce.Message})
 				continue
 			}
 			return
@@ -139,7 +159,7 @@ func (p *peer) serve(w http.ResponseWriter, r *http.Request) {
 			}
 			mute := p.mute
 			p.mu.Unlock()
-			if err := conn.Write(ctx, w); err != nil {
+			if err := p.write(ctx, conn, w); err != nil {
 				return
 			}
 			if slices.Contains(w.Features, wire.FeatureZstd) {
@@ -154,12 +174,20 @@ func (p *peer) serve(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case *wire.Changes:
-			if !p.changes(ctx, conn, client, m) {
-				return
+			p.mu.Lock()
+			n := 1
+			if p.twice {
+				n = 2 // the link repeated the client's message
+			}
+			p.mu.Unlock()
+			for range n {
+				if !p.changes(ctx, conn, client, m) {
+					return
+				}
 			}
 		case *wire.SnapshotRequest:
 			page := p.page(m)
-			conn.Write(ctx, page)
+			p.write(ctx, conn, page)
 			p.mu.Lock()
 			repeat := p.repeatPages
 			p.mu.Unlock()
@@ -184,7 +212,7 @@ func (p *peer) changes(ctx context.Context, conn *wire.Conn, client string, m *w
 			code := p.stray
 			p.stray = ""
 			p.mu.Unlock()
-			conn.Write(ctx, &wire.Error{Code: code, Message: "hello must be the first message, and only once"})
+			p.write(ctx, conn, &wire.Error{Code: code, Message: "hello must be the first message, and only once"})
 			return true
 		}
 		if p.refuse != "" {
@@ -193,7 +221,7 @@ func (p *peer) changes(ctx context.Context, conn *wire.Conn, client string, m *w
 				p.refuse = ""
 			}
 			p.mu.Unlock()
-			conn.Write(ctx, &wire.Error{Code: code, Message: "refused by the test", Batch: m.Batch})
+			p.write(ctx, conn, &wire.Error{Code: code, Message: "refused by the test", Batch: m.Batch})
 			return true
 		}
 		if m.Batch <= p.lastBatch[client] {
@@ -226,11 +254,11 @@ func (p *peer) changes(ctx context.Context, conn *wire.Conn, client string, m *w
 	}
 	p.mu.Unlock()
 	if ack != nil {
-		if conn.Write(ctx, ack) != nil {
+		if p.write(ctx, conn, ack) != nil {
 			return false
 		}
 	}
-	if conn.Write(ctx, reply) != nil {
+	if p.write(ctx, conn, reply) != nil {
 		return false
 	}
 	if ack != nil && !ack.Duplicate {
@@ -285,7 +313,7 @@ func (p *peer) notifyAll() {
 	p.mu.Unlock()
 	for _, c := range conns {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		c.Write(ctx, n)
+		p.write(ctx, c, n)
 		cancel()
 	}
 }
