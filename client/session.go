@@ -221,6 +221,15 @@ func (s *session) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return fail(ctx)
 		case <-expired:
+			select {
+			case in := <-s.in:
+				// A message waited while a long apply ran: take it first.
+				if err := s.take(ctx, in); err != nil {
+					return err
+				}
+				continue
+			default:
+			}
 			if what := s.owed(); what != "" && time.Since(s.heard) >= s.c.opts.AckTimeout {
 				s.c.log.Info("no answer from the server: reconnecting", "waited_for", what, "timeout", s.c.opts.AckTimeout)
 				return fmt.Errorf("%w: %s within %s", ErrNoAnswer, what, s.c.opts.AckTimeout)
@@ -230,14 +239,19 @@ func (s *session) run(ctx context.Context) error {
 				return err
 			}
 		case in := <-s.in:
-			if in.err != nil {
-				return s.linkLost(ctx, in.err)
-			}
-			if err := s.handle(ctx, in.msg); err != nil {
+			if err := s.take(ctx, in); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// take handles one result of the reader.
+func (s *session) take(ctx context.Context, in inbound) error {
+	if in.err != nil {
+		return s.linkLost(ctx, in.err)
+	}
+	return s.handle(ctx, in.msg)
 }
 
 // owed describes the answer the session waits for from the server, ""
@@ -460,6 +474,7 @@ func (s *session) handle(ctx context.Context, m wire.Message) error {
 			}
 			s.cursor = m.Version
 		}
+		s.heard = time.Now() // applying a large part may take a while
 		return s.maybePull(ctx)
 	case *wire.Notify:
 		s.serverAt(m.Version)
