@@ -49,8 +49,8 @@ type session struct {
 	pullUntil uint64
 	inflight  *Batch
 	caughtUp  bool // reached the in-sync state at least once
-	// heard is when the last push or pull was sent or the last ack or
-	// changes message came: while an answer is owed, AckTimeout after it
+	// heard is when the last push or pull was sent, the ack in flight
+	// came or the last changes message was applied: while an answer is owed, AckTimeout after it
 	// the link counts as broken.
 	heard time.Time
 }
@@ -196,11 +196,6 @@ func (s *session) run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		var expired <-chan time.Time
-		if s.owed() != "" {
-			timer.Reset(time.Until(s.heard.Add(s.c.opts.AckTimeout)))
-			expired = timer.C
-		}
 		if s.idle() {
 			// Something may have been staged since the last look.
 			if err := s.pushNext(ctx); err != nil {
@@ -216,6 +211,11 @@ func (s *session) run(ctx context.Context) error {
 					return nil
 				}
 			}
+		}
+		var expired <-chan time.Time
+		if s.owed() != "" {
+			timer.Reset(time.Until(s.heard.Add(s.c.opts.AckTimeout)))
+			expired = timer.C
 		}
 		select {
 		case <-ctx.Done():
@@ -480,11 +480,11 @@ func (s *session) handle(ctx context.Context, m wire.Message) error {
 		s.serverAt(m.Version)
 		return s.maybePull(ctx)
 	case *wire.Ack:
-		s.heard = time.Now()
 		if s.inflight == nil || m.Batch != s.inflight.ID {
 			s.c.log.Debug("ignoring ack for a batch not in flight", "batch", m.Batch)
 			return nil
 		}
+		s.heard = time.Now()
 		if m.Duplicate {
 			// No changes reply is owed for a duplicate; pull instead.
 			s.pulling = false
