@@ -43,3 +43,32 @@ func TestVersionAfterLostConnections(t *testing.T) {
 		t.Fatalf("version %d after the first store lost its connections, want 1", v)
 	}
 }
+
+// TestVersionNeverBelowWhatItAnnounced: once the database cannot be read,
+// Version answers at least the versions this store committed and the
+// ones its Watch announced, never the older value it last read.
+func TestVersionNeverBelowWhatItAnnounced(t *testing.T) {
+	url := pgtest.URL(t)
+	a, b := open(t, url, nil), open(t, url, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	heard := make(chan uint64, 8)
+	go func() { _ = a.Watch(ctx, func(v uint64) { heard <- v }) }()
+	<-heard // the first call announces the version at start
+	if err := a.Commit(ctx, func(v synkfs.View) (synkfs.Batch, error) {
+		return synkfs.Batch{Version: v.Version() + 1, Puts: []synkfs.Record{put(key("t", "a"), v.Version()+1, `{}`)}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Apply(ctx, synkfs.Batch{Version: 2, Puts: []synkfs.Record{put(key("t", "b"), 2, `{}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	if v := <-heard; v != 2 {
+		t.Fatalf("watch announced %d, want 2", v)
+	}
+	cancel()
+	a.Close() // nothing can be read now
+	if v := a.Version(); v != 2 {
+		t.Fatalf("version of a closed store after it announced 2: %d", v)
+	}
+}

@@ -129,6 +129,7 @@ func (s *Store) receive(ctx context.Context, conn *pgx.Conn, fn func(uint64)) er
 		if !ok || from == s.instance {
 			continue // our own commit, or not a commit notice
 		}
+		storeMax(&s.lastVersion, v) // committed: Version never answers below it
 		fn(v)
 	}
 }

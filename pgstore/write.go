@@ -93,6 +93,7 @@ func (s *Store) Apply(ctx context.Context, b synkfs.Batch) error {
 	if err != nil {
 		return s.wrap(err, "apply batch %d", b.Version)
 	}
+	storeMax(&s.lastVersion, b.Version) // so a failed head read never answers below it
 	return nil
 }
 
@@ -112,7 +113,9 @@ func (s *Store) Commit(ctx context.Context, fn func(synkfs.View) (synkfs.Batch, 
 	if err := s.check("commit"); err != nil {
 		return err
 	}
+	var committed uint64 // the batch's version, once queued (the last run's)
 	err := s.inTx(ctx, func(conn *pgxpool.Conn, cur uint64, q *pgx.Batch) error {
+		committed = 0
 		v := &view{ctx: ctx, q: conn, version: cur}
 		b, err := fn(v)
 		if v.err != nil {
@@ -145,11 +148,13 @@ func (s *Store) Commit(ctx context.Context, fn func(synkfs.View) (synkfs.Batch, 
 			return err
 		}
 		s.queueWrite(q, cur, w)
+		committed = b.Version
 		return nil
 	})
 	if err != nil {
 		return s.wrap(err, "commit")
 	}
+	storeMax(&s.lastVersion, committed) // so a failed head read never answers below it
 	return nil
 }
 
