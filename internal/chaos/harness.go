@@ -503,11 +503,39 @@ func (c *cluster) expire() {
 	}
 }
 
-// faultKinds are the faults a step may inject, with weights.
-var faultKinds = []struct {
+// faultTable lists the kinds of fault a step may inject, with weights.
+type faultTable []struct {
 	kind   string
 	weight int
-}{
+}
+
+// kinds returns the table's kinds, in order.
+func (t faultTable) kinds() []string {
+	out := make([]string, 0, len(t))
+	for _, f := range t {
+		out = append(out, f.kind)
+	}
+	return out
+}
+
+// pick draws a kind with a probability in proportion to its weight.
+func (t faultTable) pick(rng *rand.Rand) string {
+	total := 0
+	for _, f := range t {
+		total += f.weight
+	}
+	x := rng.IntN(total)
+	for _, f := range t {
+		if x < f.weight {
+			return f.kind
+		}
+		x -= f.weight
+	}
+	return ""
+}
+
+// faultKinds are the faults a step may inject against one server.
+var faultKinds = faultTable{
 	{"link-cut", 6},
 	{"offline", 5},
 	{"half-open", 3},
@@ -523,32 +551,14 @@ var faultKinds = []struct {
 }
 
 // FaultKinds returns the kinds of fault a schedule may inject.
-func FaultKinds() []string {
-	var out []string
-	for _, f := range faultKinds {
-		out = append(out, f.kind)
-	}
-	return out
-}
+func FaultKinds() []string { return faultKinds.kinds() }
 
 func (c *cluster) fault() {
 	kinds := faultKinds
 	if c.mode == "postgres" {
 		kinds = pgFaultKinds
 	}
-	total := 0
-	for _, f := range kinds {
-		total += f.weight
-	}
-	x := c.rng.IntN(total)
-	kind := ""
-	for _, f := range kinds {
-		if x < f.weight {
-			kind = f.kind
-			break
-		}
-		x -= f.weight
-	}
+	kind := kinds.pick(c.rng)
 	if c.cfg.Faults != nil && !slices.Contains(c.cfg.Faults, kind) {
 		return // the draw is made all the same: the schedule stays the same
 	}

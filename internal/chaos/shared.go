@@ -50,10 +50,7 @@ type instance struct {
 // pgFaultKinds are the faults of the postgres mode, with weights: the
 // replica and link faults of faultKinds, and faults of instances and of
 // their database links in place of the single server's.
-var pgFaultKinds = []struct {
-	kind   string
-	weight int
-}{
+var pgFaultKinds = faultTable{
 	{"link-cut", 6},
 	{"offline", 4},
 	{"half-open", 3},
@@ -72,13 +69,7 @@ var pgFaultKinds = []struct {
 
 // PostgresFaultKinds returns the kinds of fault a schedule of the
 // postgres mode may inject.
-func PostgresFaultKinds() []string {
-	var out []string
-	for _, f := range pgFaultKinds {
-		out = append(out, f.kind)
-	}
-	return out
-}
+func PostgresFaultKinds() []string { return pgFaultKinds.kinds() }
 
 // startInstances opens the admin connection and starts every instance.
 func (c *cluster) startInstances() error {
