@@ -39,8 +39,12 @@ func IsConflictCopy(rel string) bool {
 }
 
 // parseConflictName returns the record id and the time a conflict copy's
-// file name carries; ok is false for any other name.
+// file name carries; ok is false for any other name, and for a path (a
+// name with a '/', which IsConflictCopy would judge by its last element).
 func parseConflictName(name string) (id string, t time.Time, ok bool) {
+	if strings.ContainsRune(name, '/') {
+		return "", time.Time{}, false
+	}
 	esc, _, stamp, ok := fsstore.ParseConflictCopyName(name)
 	if !ok {
 		return "", time.Time{}, false
