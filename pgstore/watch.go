@@ -113,6 +113,7 @@ func (s *Store) listen(ctx context.Context, fn func(uint64)) (*pgx.Conn, error) 
 		conn.Close(context.Background())
 		return nil, err
 	}
+	storeMax(&s.lastVersion, uint64(v))
 	fn(uint64(v))
 	return conn, nil
 }
