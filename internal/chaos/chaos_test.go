@@ -45,10 +45,7 @@ func selfCommand() ([]string, []string) {
 
 // regressionSeeds are schedules that once found a bug; each runs in the
 // short test. (Add the seed of every failure fixed, with what it found.)
-var regressionSeeds = []struct {
-	seed  uint64
-	found string
-}{
+var regressionSeeds = []regression{
 	{833845, "a duplicated hello quarantined the batch in flight; the quarantined change was then overwritten; " +
 		"and a journal replay after SIGKILL brought back a file removed while down and replaced a save made meanwhile"},
 	{369261, "a duplicated hello quarantined the batch in flight"},
@@ -74,6 +71,30 @@ func envInt(t *testing.T, name string, def int) int {
 	return n
 }
 
+// regression is a seed that once found a bug, and what it found.
+type regression struct {
+	seed  uint64
+	found string
+}
+
+// shortSeeds returns the seeds of a short run: every regression seed,
+// then SYNKFS_CHAOS_SEEDS random ones (default randoms); -seed N gives
+// only N.
+func shortSeeds(t *testing.T, regressions []regression, randoms int) []uint64 {
+	if *seedFlag != 0 {
+		return []uint64{*seedFlag}
+	}
+	var seeds []uint64
+	for _, r := range regressions {
+		seeds = append(seeds, r.seed)
+	}
+	base := uint64(time.Now().UnixNano() % 1_000_000)
+	for i := range envInt(t, "SYNKFS_CHAOS_SEEDS", randoms) {
+		seeds = append(seeds, base+uint64(i)*7919)
+	}
+	return seeds
+}
+
 // TestChaos is the short run, part of go test ./...: every regression
 // seed plus random ones, each a short schedule with every kind of fault.
 // -seed N runs only seed N.
@@ -82,18 +103,7 @@ func TestChaos(t *testing.T) {
 		t.Skip("the chaos run takes about 15 s; skipped with -short")
 	}
 	steps := envInt(t, "SYNKFS_CHAOS_STEPS", shortSteps)
-	var seeds []uint64
-	for _, r := range regressionSeeds {
-		seeds = append(seeds, r.seed)
-	}
-	base := uint64(time.Now().UnixNano() % 1_000_000)
-	for i := range envInt(t, "SYNKFS_CHAOS_SEEDS", 1) {
-		seeds = append(seeds, base+uint64(i)*7919)
-	}
-	if *seedFlag != 0 {
-		seeds = []uint64{*seedFlag}
-	}
-	for _, seed := range seeds {
+	for _, seed := range shortSeeds(t, regressionSeeds, 1) {
 		cmd, env := selfCommand()
 		runSeed(t, Config{Seed: seed, Ops: steps, Replicas: 3, Procs: 1, Command: cmd, Env: env, FaultRate: 0.12, SlowSaves: true})
 	}
@@ -146,10 +156,7 @@ func runSeed(t *testing.T, cfg Config) *Report {
 // pgSeeds are schedules of the postgres mode that once found a bug; each
 // runs in TestChaosPostgres. (Add the seed of every failure fixed, with
 // what it found.)
-var pgSeeds = []struct {
-	seed  uint64
-	found string
-}{
+var pgSeeds = []regression{
 	{584956, "an instance restarted while LISTEN connections were being killed never heard of other instances' commits again " +
 		"(its Watch failed at once and the server gave up)"},
 }
@@ -166,18 +173,7 @@ func TestChaosPostgres(t *testing.T) {
 		t.Skip("the postgres chaos run takes about 20 s under -race; skipped with -short")
 	}
 	steps := envInt(t, "SYNKFS_CHAOS_STEPS", shortSteps)
-	var seeds []uint64
-	for _, r := range pgSeeds {
-		seeds = append(seeds, r.seed)
-	}
-	base := uint64(time.Now().UnixNano() % 1_000_000)
-	for i := range envInt(t, "SYNKFS_CHAOS_SEEDS", 2) {
-		seeds = append(seeds, base+uint64(i)*7919)
-	}
-	if *seedFlag != 0 {
-		seeds = []uint64{*seedFlag}
-	}
-	for _, seed := range seeds {
+	for _, seed := range shortSeeds(t, pgSeeds, 2) {
 		cmd, env := selfCommand()
 		runSeed(t, Config{Seed: seed, Ops: steps, Replicas: 3, Procs: 1, Command: cmd, Env: env, FaultRate: 0.15, SlowSaves: true,
 			Postgres: pgtest.URL(t), Instances: 3})
